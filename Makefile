@@ -1,0 +1,58 @@
+# Parley: the only entry points a user needs.
+#   make run    set up everything, start the server on 127.0.0.1:50051 (HOST/PORT to change)
+#   make test   set up everything, lint the contract, run the test suite
+#   make proto  regenerate the gRPC stubs and lint the contract with buf
+#   make bench  benchmarks; results in bench/results/*.json
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+HOST   ?= 127.0.0.1
+PORT   ?= 50051
+BUF_VERSION := 1.75.0
+BUF    := .tools/node_modules/.bin/buf
+
+PROTOS  := $(wildcard proto/parley/v1/*.proto)
+SOURCES := pyproject.toml setup.py $(wildcard mixer/*.pyx mixer/*.pxd)
+INSTALLED := $(VENV)/.installed
+STUBS := service/parley/v1/__init__.py
+
+.PHONY: all setup run test proto lint bench clean
+
+all: setup
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Editable install: builds the Cython mixer in place and installs every
+# runtime and test dependency, models and voices included.
+$(INSTALLED): $(PY) $(SOURCES)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(STUBS): $(INSTALLED) $(PROTOS) proto/generate.py
+	$(PY) proto/generate.py
+
+setup: $(INSTALLED) $(STUBS)
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+lint: $(BUF)
+	cd proto && ../$(BUF) lint
+
+proto: $(STUBS) lint
+
+run: setup
+	$(BIN)/parley serve --host $(HOST) --port $(PORT)
+
+test: setup lint
+	$(PY) -m pytest -q
+
+bench: setup
+	@mkdir -p bench/results
+	@set -e; for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+
+clean:
+	rm -rf $(VENV) .tools build service/parley/v1 mixer/*.c service/parley/audio/*.so
