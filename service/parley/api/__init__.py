@@ -1,0 +1,1 @@
+"""gRPC servicers: thin; convert proto <-> domain and map errors to status."""

@@ -1,0 +1,104 @@
+"""The gRPC server: wiring, health, reflection, interceptors and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from parley.api.interceptors import DrainInterceptor
+from parley.api.servicer import AgentSessionServicer
+from parley.sessions.registry import RegistryLimits, SessionRegistry
+from parley.settings import ServerSettings
+from parley.v1 import agent_session_service_pb2, agent_session_service_pb2_grpc
+
+log = logging.getLogger("parley.server")
+
+SERVICE_NAME = agent_session_service_pb2.DESCRIPTOR.services_by_name["AgentSessionService"].full_name
+
+
+class ParleyServer:
+    """Owns the grpc.aio server and the session registry from start to stop."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.registry = SessionRegistry(
+            RegistryLimits(
+                max_sessions=settings.max_sessions,
+                idle_ttl_seconds=settings.session_idle_ttl,
+                reap_interval_seconds=settings.reap_interval,
+            )
+        )
+        self._drain = DrainInterceptor()
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._stopped = asyncio.Event()
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind and start serving; returns the bound port (useful with port 0)."""
+        s = self.settings
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.keepalive_time_ms", int(s.keepalive_time * 1000)),
+            ("grpc.keepalive_timeout_ms", int(s.keepalive_timeout * 1000)),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        server = grpc.aio.server(interceptors=[self._drain], options=options)
+        agent_session_service_pb2_grpc.add_AgentSessionServiceServicer_to_server(
+            AgentSessionServicer(self.registry), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot bind {s.host}:{s.port}")
+        await server.start()
+        self._server = server
+        self.registry.start_reaper()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"address": f"{s.host}:{self.port}"})
+        return self.port
+
+    async def stop(self) -> None:
+        """Drain and stop.
+
+        Health flips to NOT_SERVING and new calls get UNAVAILABLE; every session
+        closes (its streams end with SessionClosed, its waiters wake up); the
+        calls still in flight then get `shutdown_grace` seconds to finish.
+        """
+        if self._server is None or self._stopped.is_set():
+            return
+        await self.begin_drain()
+        await self.registry.shutdown()
+        await self._server.stop(self.settings.shutdown_grace)
+        self._stopped.set()
+        log.info("stopped")
+
+    async def begin_drain(self) -> None:
+        """Health NOT_SERVING and UNAVAILABLE for new calls; what runs keeps running."""
+        if not self._drain.draining:
+            log.info("draining")
+            await self._health.enter_graceful_shutdown()
+            self._drain.draining = True
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return."""
+    server = ParleyServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stopping or stopping.append(asyncio.create_task(server.stop())))
+    await server.wait_stopped()

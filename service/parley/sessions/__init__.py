@@ -1,0 +1,1 @@
+"""The session engine: registry, sessions, utterances, events. No gRPC in here."""

@@ -1,0 +1,215 @@
+"""Session events and the per-session event bus that fans them out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from parley.chat import ToolCall
+from parley.errors import ResourceExhausted
+from parley.sessions.states import AgentState, UserState
+
+if TYPE_CHECKING:
+    from parley.sessions.metrics import TurnMetricsSnapshot
+    from parley.sessions.utterance import UtteranceSnapshot
+
+
+@dataclass(frozen=True)
+class AgentStateChanged:
+    old_state: AgentState
+    new_state: AgentState
+
+
+@dataclass(frozen=True)
+class UserStateChanged:
+    old_state: UserState
+    new_state: UserState
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class TranscriptEvent:
+    text: str
+    is_final: bool
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class UtteranceUpdated:
+    utterance: UtteranceSnapshot
+
+
+@dataclass(frozen=True)
+class AgentText:
+    utterance_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallRequested:
+    call: ToolCall
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class ToolCallCompleted:
+    call: ToolCall
+    result: str
+    is_error: bool
+
+
+@dataclass(frozen=True)
+class ClearAudio:
+    utterance_id: str
+
+
+@dataclass(frozen=True)
+class Interruption:
+    kind: str  # "interrupted" | "paused" | "resumed"
+    utterance_id: str
+    by_request: bool
+
+
+@dataclass(frozen=True)
+class WakeUp:
+    idle_seconds: float
+
+
+@dataclass(frozen=True)
+class MetricsUpdated:
+    turn: TurnMetricsSnapshot
+
+
+@dataclass(frozen=True)
+class FramesDropped:
+    count: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SessionWarning:
+    reason: str
+    message: str
+    utterance_id: str = ""
+
+
+@dataclass(frozen=True)
+class SessionClosed:
+    reason: str
+
+
+EventPayload = (
+    AgentStateChanged
+    | UserStateChanged
+    | TranscriptEvent
+    | UtteranceUpdated
+    | AgentText
+    | ToolCallRequested
+    | ToolCallCompleted
+    | ClearAudio
+    | Interruption
+    | WakeUp
+    | MetricsUpdated
+    | FramesDropped
+    | SessionWarning
+    | SessionClosed
+)
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    session: str
+    sequence: int
+    time: float  # seconds since the epoch
+    payload: EventPayload
+
+
+class Subscription:
+    """One subscriber's bounded queue.
+
+    Overflow policy: a subscriber that falls `limit` events behind is cut off
+    (iteration raises ResourceExhausted) rather than silently losing events
+    or growing without bound; other subscribers are not affected.
+    """
+
+    def __init__(self, bus: "EventBus", limit: int) -> None:
+        self._bus = bus
+        self._queue: asyncio.Queue[SessionEvent | None] = asyncio.Queue(limit)
+        self.overflowed = False
+
+    def offer(self, event: SessionEvent | None) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self._bus.unsubscribe(self)
+            self._queue = asyncio.Queue(1)
+            self._queue.put_nowait(None)
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+    async def __aiter__(self) -> AsyncIterator[SessionEvent]:
+        try:
+            while True:
+                event = await self._queue.get()
+                if event is None:
+                    if self.overflowed:
+                        raise ResourceExhausted("event_queue", "event subscriber fell too far behind and was cut off")
+                    return
+                yield event
+        finally:
+            self.close()
+
+
+@dataclass
+class EventBus:
+    """Fans a session's events out to its subscribers. One per session."""
+
+    session: str
+    subscriber_limit: int = 1000
+    _sequence: int = 0
+    _subscribers: list[Subscription] = field(default_factory=list)
+    _closed: bool = False
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self, self.subscriber_limit)
+        if self._closed:
+            sub.offer(None)
+        else:
+            self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, payload: EventPayload) -> SessionEvent:
+        self._sequence += 1
+        event = SessionEvent(self.session, self._sequence, time.time(), payload)
+        for sub in list(self._subscribers):
+            sub.offer(event)
+        return event
+
+    def close(self) -> None:
+        """End every subscription after the events already queued."""
+        self._closed = True
+        for sub in list(self._subscribers):
+            sub.offer(None)
+        self._subscribers.clear()
+

@@ -1,0 +1,187 @@
+"""The session registry: creates, finds, lists, reaps and closes sessions.
+
+This is the engine's front door, used by the gRPC servicers and directly by
+Python backends that embed Parley.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from parley.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from parley.sessions.config import SessionConfig, validate
+from parley.sessions.idempotency import RequestLog
+from parley.sessions.session import Session
+
+log = logging.getLogger("parley.registry")
+
+SESSION_NAME = re.compile(r"^sessions/([A-Za-z0-9_-]{1,64})$")
+
+
+@dataclass(frozen=True)
+class RegistryLimits:
+    max_sessions: int = 1000
+    idle_ttl_seconds: float = 600.0
+    reap_interval_seconds: float = 1.0
+    closed_retention: int = 1000  # closed sessions still answering Get
+    max_page_size: int = 100
+    default_page_size: int = 50
+
+
+@dataclass(frozen=True)
+class Page:
+    sessions: list[Session]
+    next_page_token: str
+
+
+class SessionRegistry:
+    """Owns every session of one server (or one embedding process)."""
+
+    def __init__(self, limits: RegistryLimits = RegistryLimits()) -> None:
+        self.limits = limits
+        self._active: dict[str, Session] = {}
+        self._closed: OrderedDict[str, Session] = OrderedDict()
+        self._order: dict[str, int] = {}
+        self._counter = 0
+        self._starts = RequestLog()
+        self._reaper: asyncio.Task[None] | None = None
+        self._accepting = True
+
+    # -- lifecycle of the registry ---------------------------------------
+
+    def start_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+
+    async def shutdown(self, reason: str = "server shutting down") -> None:
+        """Refuse new sessions, close every open one, stop the reaper."""
+        self._accepting = False
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+        await asyncio.gather(*(s.close(reason) for s in list(self._active.values())))
+
+    # -- sessions ----------------------------------------------------------
+
+    async def start(self, config: SessionConfig, *, owner: str = "", request_id: str = "") -> Session:
+        """Create and start a session; a repeated (owner, request_id) returns the first one."""
+        key = (owner, request_id) if request_id else None
+        return await self._starts.run(key, lambda: self._create(config, owner))
+
+    async def _create(self, config: SessionConfig, owner: str) -> Session:
+        if not self._accepting:
+            raise Unavailable("the server is shutting down", reason="DRAINING")
+        validate(config)
+        if len(self._active) >= self.limits.max_sessions:
+            raise ResourceExhausted("max_sessions", f"the server holds its maximum of {self.limits.max_sessions} sessions")
+        session_id = secrets.token_hex(8)
+        name = f"sessions/{session_id}"
+        ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.idle_ttl_seconds
+        session = Session(name, owner, config, idle_ttl_seconds=ttl)
+        self._counter += 1
+        self._order[name] = self._counter
+        self._active[name] = session
+        try:
+            await session.start()
+        except BaseException:
+            self._forget(name)
+            await session.close("failed to start")
+            raise
+        return session
+
+    def get(self, name: str, *, owner: str = "", field: str = "session") -> Session:
+        """The session named `name` if `owner` owns it (closed ones included); else NotFound."""
+        if not SESSION_NAME.match(name):
+            raise InvalidArgument(field, f"must look like 'sessions/{{id}}', got {name[:80]!r}")
+        session = self._active.get(name) or self._closed.get(name)
+        if session is None or session.owner != owner:
+            raise NotFound(f"{name} not found", reason="SESSION_NOT_FOUND")
+        return session
+
+    def get_active(self, name: str, *, owner: str = "", field: str = "session") -> Session:
+        """Like get(), but a closed session is FailedPrecondition; marks activity."""
+        session = self.get(name, owner=owner, field=field)
+        session.ensure_active()
+        session.touch()
+        return session
+
+    def list(self, *, owner: str = "", page_size: int = 0, page_token: str = "") -> Page:
+        if page_size < 0 or page_size > self.limits.max_page_size:
+            raise InvalidArgument("page_size", f"must be 0..{self.limits.max_page_size}, got {page_size}")
+        size = page_size or self.limits.default_page_size
+        before = _decode_token(page_token) if page_token else None
+        mine = sorted(
+            (s for s in (*self._active.values(), *self._closed.values()) if s.owner == owner),
+            key=lambda s: self._order[s.name],
+            reverse=True,
+        )
+        if before is not None:
+            mine = [s for s in mine if self._order[s.name] < before]
+        page = mine[:size]
+        token = _encode_token(self._order[page[-1].name]) if len(mine) > size else ""
+        return Page(page, token)
+
+    async def close(self, name: str, *, owner: str = "", reason: str = "closed by client") -> Session:
+        """Close a session; closing a closed one returns it unchanged."""
+        session = self.get(name, owner=owner)
+        await session.close(reason or "closed by client")
+        self._retire(session)
+        return session
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    def active_sessions(self) -> list[Session]:
+        return list(self._active.values())
+
+    # -- internals -----------------------------------------------------------
+
+    def _retire(self, session: Session) -> None:
+        if self._active.pop(session.name, None) is None:
+            return
+        self._closed[session.name] = session
+        while len(self._closed) > self.limits.closed_retention:
+            old, _ = self._closed.popitem(last=False)
+            self._order.pop(old, None)
+
+    def _forget(self, name: str) -> None:
+        self._active.pop(name, None)
+        self._order.pop(name, None)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.reap_interval_seconds)
+            await self.reap(time.monotonic())
+
+    async def reap(self, now: float) -> None:
+        """Close sessions idle past their TTL, and retire those that closed themselves."""
+        for session in list(self._active.values()):
+            if session.closed:
+                self._retire(session)
+            elif session.reapable(now):
+                log.info("idle ttl reached", extra={"session": session.name})
+                await session.close("idle ttl expired")
+                self._retire(session)
+
+
+def _encode_token(order: int) -> str:
+    return base64.urlsafe_b64encode(f"before:{order}".encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    try:
+        prefix, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if prefix != "before":
+            raise ValueError(prefix)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("page_token", "is not a token from a previous ListResponse") from exc

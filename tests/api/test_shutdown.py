@@ -1,0 +1,80 @@
+"""SIGTERM on a real server process: health flips, streams end cleanly, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from tests.helpers import error_details
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_serving(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for _ in range(200):
+        try:
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("server never became SERVING")
+
+
+async def test_sigterm_drains_and_exits_zero() -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--shutdown-grace", "2",
+        stderr=asyncio.subprocess.PIPE, env={**os.environ},
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_serving(channel)
+            stub = pb_grpc.AgentSessionServiceStub(channel)
+            session = (await stub.Start(pb.StartRequest())).session
+            events = stub.WatchEvents(pb.WatchEventsRequest(session=session.name))
+            health_updates = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert (await health_updates.read()).status == health_pb2.HealthCheckResponse.SERVING
+            await asyncio.sleep(0.1)
+
+            proc.send_signal(signal.SIGTERM)
+
+            assert (await health_updates.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            received = [r.event async for r in events]  # the in-flight stream completes...
+            assert received[-1].WhichOneof("event") == "session_closed"
+            assert received[-1].session_closed.reason == "server shutting down"
+            assert await events.code() == grpc.StatusCode.OK  # ...with OK, not a cut connection
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        log = (await proc.stderr.read()).decode()
+        assert '"event": "draining"' in log and '"event": "stopped"' in log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_new_calls_while_draining_are_unavailable(server, channel, stub) -> None:  # type: ignore[no-untyped-def]
+    session = (await stub.Start(pb.StartRequest())).session
+    await server.begin_drain()
+    health = health_pb2_grpc.HealthStub(channel)
+    assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    for call in (stub.Start(pb.StartRequest()), stub.Get(pb.GetRequest(session=session.name))):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error_details(err.value)[1] == "DRAINING"
