@@ -1,0 +1,91 @@
+"""Providers by stage and name, built from a session's config.
+
+Each entry names the class as "module:Class"; the module also holds OPTIONS,
+the provider's option schema. Modules import on first use, so an optional
+provider whose extra is not installed costs nothing until it is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from parley.errors import InvalidArgument
+from parley.providers.options import validate
+from parley.providers.workers import Workers
+
+STAGES = ("stt", "tts", "llm", "vad", "turn_detector")
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str
+    """"module:Class" of the provider, relative to parley.providers."""
+    extra: str = ""
+    """The pip extra that installs it, when it is not in the default set."""
+    stand_in: bool = False
+    """A cheap deterministic fake for tests and benchmarks, not a real engine."""
+
+
+REGISTRY: dict[str, dict[str, Entry]] = {
+    "tts": {
+        "espeak": Entry("tts.espeak:EspeakTTS"),
+        "piper": Entry("tts.piper:PiperTTS", extra="piper"),
+        "tone": Entry("tts.tone:ToneTTS", stand_in=True),
+    },
+    "stt": {
+        "whisper": Entry("stt.whisper:WhisperSTT"),
+        "pocketsphinx": Entry("stt.pocketsphinx:PocketSphinxSTT"),
+        "scripted": Entry("stt.scripted:ScriptedSTT", stand_in=True),
+    },
+    "vad": {
+        "webrtc": Entry("vad.webrtc:WebRTCVAD"),
+        "silero": Entry("vad.silero:SileroVAD"),
+        "energy": Entry("vad.energy:EnergyVAD", stand_in=True),
+    },
+    "turn_detector": {
+        "vad": Entry("turn:VADTurnDetector"),
+    },
+    "llm": {
+        "local": Entry("llm.local:LocalLLM"),
+        "openai": Entry("llm.openai:OpenAILLM"),
+        "echo": Entry("llm.echo:EchoLLM", stand_in=True),
+    },
+}
+
+DEFAULTS = {"tts": "espeak", "stt": "whisper", "vad": "webrtc", "turn_detector": "vad", "llm": "local"}
+
+
+def names(stage: str) -> list[str]:
+    return sorted(_stage(stage))
+
+
+def default_name(stage: str) -> str:
+    _stage(stage)
+    return DEFAULTS[stage]
+
+
+def build(stage: str, name: str, options: dict[str, Any], *, voice: str = "", workers: Workers) -> Any:
+    """A provider for `stage`; InvalidArgument names the bad field of config.providers."""
+    field = f"config.providers.{stage}"
+    entries = _stage(stage)
+    name = name or DEFAULTS[stage]
+    entry = entries.get(name)
+    if entry is None:
+        raise InvalidArgument(f"{field}.name", f"unknown {stage} provider {name!r} (known: {', '.join(sorted(entries))})")
+    module_name, class_name = entry.target.split(":")
+    try:
+        module = importlib.import_module(f"parley.providers.{module_name}")
+    except ImportError as exc:
+        hint = f"; install it with: pip install 'parley[{entry.extra}]'" if entry.extra else ""
+        raise InvalidArgument(f"{field}.name", f"{stage} provider {name!r} is not installed ({exc.name}){hint}") from exc
+    checked = validate(module.OPTIONS, options, f"{field}.options")
+    return getattr(module, class_name)(checked, voice=voice, workers=workers)
+
+
+def _stage(stage: str) -> dict[str, Entry]:
+    try:
+        return REGISTRY[stage]
+    except KeyError:
+        raise InvalidArgument("config.providers", f"unknown stage {stage!r} (known: {', '.join(STAGES)})") from None

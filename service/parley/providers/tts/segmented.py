@@ -1,0 +1,57 @@
+"""Streaming TTS on top of an engine that synthesizes one text piece at a time.
+
+The text is cut into pieces (parley.providers.text). Each piece is synthesized
+on the worker pool while the previous piece's audio is being consumed (one
+piece of look-ahead), and its audio is yielded in chunks of `chunk_ms`. No
+pool thread ever waits for the consumer, so a slow reader cannot starve other
+sessions; closing the generator stops after the piece in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from parley.providers.base import TTS, ProviderError
+from parley.providers.text import segments
+from parley.providers.workers import Workers
+
+
+class SegmentedTTS(TTS):
+    chunk_ms: int = 100
+
+    def __init__(self, workers: Workers) -> None:
+        self._workers = workers
+
+    @abstractmethod
+    def _synthesize_piece(self, piece: str) -> np.ndarray:
+        """int16 audio of one text piece (blocking; runs on the worker pool)."""
+
+    async def _piece(self, piece: str) -> np.ndarray:
+        try:
+            return await self._workers.run(self._synthesize_piece, piece)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError("failed", "tts", self.name, f"{type(exc).__name__}: {exc}") from exc
+
+    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+        pieces = segments(text)
+        if not pieces:
+            return
+        step = max(1, self.sample_rate * self.chunk_ms // 1000)
+        pending: asyncio.Task[np.ndarray] = asyncio.ensure_future(self._piece(pieces[0]))
+        try:
+            for index in range(len(pieces)):
+                audio = await pending
+                if index + 1 < len(pieces):
+                    pending = asyncio.ensure_future(self._piece(pieces[index + 1]))
+                for start in range(0, len(audio), step):
+                    yield audio[start : start + step]
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)

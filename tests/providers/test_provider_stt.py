@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from parley.providers import registry
+from parley.providers.base import Transcript
+from parley.providers.workers import Workers
+
+from provider_speech import Speech, frames
+
+
+async def transcribe(name: str, speech: Speech, workers: Workers) -> tuple[Transcript, list[Transcript]]:
+    stream = registry.build("stt", name, {}, workers=workers).stream()
+    interims = []
+    for chunk in frames(speech.pcm, 100):
+        result = await stream.push(chunk)
+        if result is not None:
+            interims.append(result)
+    final = await stream.finish()
+    await stream.aclose()
+    return final, interims
+
+
+async def test_default_stt_hears_the_weather(speak: Callable[[str], Awaitable[Speech]], workers: Workers) -> None:
+    speech = await speak("what is the weather today")
+    final, _ = await transcribe(registry.default_name("stt"), speech, workers)
+    assert final.is_final
+    assert "weather" in final.text.lower()
+
+
+async def test_whisper_word_timings_follow_the_audio(speak: Callable[[str], Awaitable[Speech]], workers: Workers) -> None:
+    speech = await speak("what is the weather today")
+    final, interims = await transcribe("whisper", speech, workers)
+    assert interims == []
+    words = [w.word.lower().strip("?.,") for w in final.words]
+    assert "weather" in words
+    weather = final.words[words.index("weather")]
+    assert speech.start_ms - 100 <= weather.start_ms < weather.end_ms <= speech.end_ms + 100
+    starts = [w.start_ms for w in final.words]
+    assert starts == sorted(starts)
+
+
+async def test_whisper_stream_is_reused_for_the_next_utterance(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
+    stream = registry.build("stt", "whisper", {}, workers=workers).stream()
+    texts = []
+    for text in ["good morning", "thank you very much"]:
+        for chunk in frames((await speak(text)).pcm, 100):
+            await stream.push(chunk)
+        texts.append((await stream.finish()).text.lower())
+    assert "morning" in texts[0] and "thank" not in texts[0]
+    assert "thank" in texts[1] and "morning" not in texts[1]
+
+
+async def test_finish_without_audio_is_an_empty_final(workers: Workers) -> None:
+    for name in registry.names("stt"):
+        stream = registry.build("stt", name, {}, workers=workers).stream()
+        assert await stream.finish() == Transcript("", True, [])
+
+
+async def test_pocketsphinx_streams_interim_results(speak: Callable[[str], Awaitable[Speech]], workers: Workers) -> None:
+    speech = await speak("what is the weather today")
+    final, interims = await transcribe("pocketsphinx", speech, workers)
+    assert interims and not any(t.is_final for t in interims)
+    assert "weather" in final.text
+    assert final.words and all(w.start_ms < w.end_ms for w in final.words)
+
+
+@pytest.mark.parametrize("transcripts", [["hello there", "bye"]])
+async def test_scripted_stand_in_cycles_its_script(transcripts: list[str], workers: Workers) -> None:
+    import numpy as np
+
+    stream = registry.build("stt", "scripted", {"transcripts": transcripts}, workers=workers).stream()
+    results = []
+    for _ in range(3):
+        await stream.push(np.zeros(16000, np.int16))
+        results.append(await stream.finish())
+    assert [r.text for r in results] == ["hello there", "bye", "hello there"]
+    assert [(w.start_ms, w.end_ms) for w in results[0].words] == [(0, 500), (500, 1000)]
