@@ -1,0 +1,377 @@
+"""The session's output mixer: speech queue, background and thinking layers.
+
+One `Mixer` per session; `mix_frame()` is called once per output frame by
+the pacer and returns the PCM plus what the engine needs to track speech:
+which utterance tags sounded in the frame, and which utterances ended in it.
+
+Sample counts in this API are sample frames at the output rate (one sample
+per channel), i.e. time. The arithmetic lives in the Cython kernel
+(parley.audio._mixer): float32 gains, float32 accumulation, round to int32,
+saturation to int16, equal-power fades, raised-cosine ducking ramps.
+
+Speech plays in push order, utterance after utterance. Pushing audio for a
+new tag ends the previous tag; `end_speech(tag)` ends a tag explicitly (it
+is reported once its last sample has gone out). The queue holds at most
+`speech_limit_ms` of audio; `push_speech` raises ResourceExhausted and
+queues nothing when a chunk does not fit, so the engine back-pressures TTS by
+waiting until `speech_space_samples` is large enough.
+
+A mixer is not thread-safe: drive it from one thread (or the event loop).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Hashable, Literal
+
+from parley.audio._mixer import MixKernel
+from parley.audio.layers import Clip
+from parley.audio.pcm import PcmLike, as_int16
+from parley.errors import InvalidArgument, ResourceExhausted
+
+LayerName = Literal["background", "thinking"]
+LayerMode = Literal["mixing", "playback"]
+Scope = Literal["all", "current"]
+
+LAYER_NAMES: tuple[str, ...] = ("background", "thinking")
+DEFAULT_LAYER_GAIN = {"background": 0.3, "thinking": 0.5}
+MAX_GAIN = 2.0
+MAX_DUCK_DB = 40.0
+MAX_FADE_MS = 10_000
+DEFAULT_FADE_IN_MS = 100
+DEFAULT_FADE_OUT_MS = 400
+#: Played-sample counts of ended utterances kept for played_samples().
+ENDED_HISTORY = 256
+_SLOTS = {"background": (0, 1), "thinking": (2, 3)}  # two per layer, to crossfade a replaced sound
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnd:
+    """An utterance whose speech is over: all played, interrupted or dropped."""
+
+    tag: Hashable
+    played_samples: int
+    interrupted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MixedFrame:
+    """One output frame and the speech bookkeeping that goes with it."""
+
+    pcm: bytes
+    speech_samples: int
+    """Sample frames of speech in this frame (0: only layers or silence)."""
+    speech: tuple[tuple[Hashable, int], ...]
+    """(tag, sample frames) of each utterance heard in this frame, in play order."""
+    ended: tuple[SpeechEnd, ...]
+    """Utterances whose last sample went out in this frame, or that were
+    interrupted or dropped since the previous frame, in the order they ended."""
+
+    @property
+    def tags(self) -> tuple[Hashable, ...]:
+        return tuple(tag for tag, _ in self.speech)
+
+    @property
+    def tag(self) -> Hashable | None:
+        """The tag with the most speech in this frame (the earlier on a tie)."""
+        return max(self.speech, key=lambda s: s[1])[0] if self.speech else None
+
+
+class _Utterance:
+    __slots__ = ("tag", "pending", "played", "ended", "interrupted")
+
+    def __init__(self, tag: Hashable) -> None:
+        self.tag = tag
+        self.pending = 0  # queued in the kernel, not yet mixed
+        self.played = 0
+        self.ended = False
+        self.interrupted = False
+
+
+class Mixer:
+    """Speech plus two layers ("background", "thinking") mixed into int16 frames."""
+
+    def __init__(
+        self,
+        sample_rate: int,
+        channels: int = 1,
+        frame_ms: int = 20,
+        speech_limit_ms: int = 10_000,
+        speech_gain: float = 1.0,
+    ) -> None:
+        if not 8000 <= sample_rate <= 48000:
+            raise InvalidArgument("sample_rate", f"must be 8000..48000 Hz, got {sample_rate}")
+        if channels not in (1, 2):
+            raise InvalidArgument("channels", f"must be 1 or 2, got {channels}")
+        if not 1 <= frame_ms <= 1000 or sample_rate * frame_ms % 1000:
+            raise InvalidArgument("frame_ms", f"{frame_ms} ms is not a whole number of samples at {sample_rate} Hz")
+        if not frame_ms <= speech_limit_ms <= 600_000:
+            raise InvalidArgument("speech_limit_ms", f"must be {frame_ms}..600000, got {speech_limit_ms}")
+        _check_gain(speech_gain, "speech_gain")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.frame_ms = frame_ms
+        self.frame_samples = sample_rate * frame_ms // 1000
+        self.speech_limit_samples = sample_rate * speech_limit_ms // 1000
+        self._k = MixKernel(channels, self.frame_samples, self.speech_limit_samples * channels)
+        self._k.set_speech_gain(speech_gain)
+        self._queue: deque[_Utterance] = deque()
+        self._ended: list[SpeechEnd] = []
+        self._history: OrderedDict[Hashable, int] = OrderedDict()
+        self._current = {"background": 0, "thinking": 2}
+        self._fade_out = {"background": DEFAULT_FADE_OUT_MS, "thinking": DEFAULT_FADE_OUT_MS}
+        self._speaking = False
+        self.set_ducking(0.0)
+
+    # ---- speech -----------------------------------------------------------------
+
+    @property
+    def speech_queued_samples(self) -> int:
+        """Speech waiting to be mixed."""
+        return self._k.speech_queued
+
+    @property
+    def speech_space_samples(self) -> int:
+        """How much more speech push_speech accepts right now."""
+        return self.speech_limit_samples - self._k.speech_queued
+
+    @property
+    def speaking(self) -> bool:
+        """Whether the last mixed frame carried speech."""
+        return self._speaking
+
+    @property
+    def speech_paused(self) -> bool:
+        return self._k.speech_held
+
+    def push_speech(self, pcm: PcmLike, tag: Hashable) -> None:
+        """Queue int16 speech already at the output rate (interleaved if stereo).
+
+        Raises InvalidArgument for malformed PCM or a tag that already ended,
+        and ResourceExhausted (queuing nothing) when the chunk does not fit.
+        """
+        arr = as_int16(pcm, self.channels)
+        last = self._queue[-1] if self._queue else None
+        if last is None or last.tag != tag or last.ended:
+            if any(u.tag == tag for u in self._queue):
+                raise InvalidArgument("tag", f"speech for {tag!r} already ended")
+            if last is not None:
+                last.ended = True
+            last = _Utterance(tag)
+            self._queue.append(last)
+        if not self._k.push(arr):
+            frames = arr.size // self.channels
+            raise ResourceExhausted(
+                "speech_queue",
+                f"speech queue full: {frames} samples do not fit in the {self.speech_space_samples} free "
+                f"(limit {self.speech_limit_samples}); wait for space or push smaller chunks",
+            )
+        last.pending += arr.size // self.channels
+
+    def end_speech(self, tag: Hashable) -> None:
+        """Mark that no more audio comes for `tag` (also for a tag with no audio)."""
+        for u in self._queue:
+            if u.tag == tag:
+                u.ended = True
+                return
+        if self._queue:
+            self._queue[-1].ended = True
+        u = _Utterance(tag)
+        u.ended = True
+        self._queue.append(u)
+
+    def played_samples(self, tag: Hashable) -> int:
+        """Speech samples of `tag` mixed so far (0 for an unknown tag)."""
+        for u in self._queue:
+            if u.tag == tag:
+                return u.played
+        return self._history.get(tag, 0)
+
+    def interrupt(self, fade_ms: int = DEFAULT_FADE_OUT_MS, scope: Scope = "all") -> int:
+        """Stop the current utterance with an equal-power fade; returns its played samples.
+
+        The fade runs over the next `fade_ms` of the current utterance's own
+        audio (less if less is queued), and that tail counts as played. Scope
+        "all" also drops every queued utterance; "current" keeps later ones,
+        which play after the tail.
+        """
+        _check_fade(fade_ms, "fade_ms")
+        if scope not in ("all", "current"):
+            raise InvalidArgument("scope", f"must be 'all' or 'current', got {scope!r}")
+        self._pop_done()
+        if not self._queue:
+            return 0
+        head = self._queue[0]
+        audible = self._k.speech_level > 0.0
+        tail = min(self._samples(fade_ms), head.pending) if audible else 0
+        if scope == "all":
+            self._k.remove(tail, self._k.speech_queued - tail)
+            while len(self._queue) > 1:
+                self._drop(self._queue[1])
+                del self._queue[1]
+        else:
+            self._k.remove(tail, head.pending - tail)
+        self._k.cut(tail)
+        head.pending = tail
+        head.ended = head.interrupted = True
+        return head.played + tail
+
+    def drop_tag(self, tag: Hashable, fade_ms: int = DEFAULT_FADE_OUT_MS) -> int:
+        """Stop one utterance: the current one fades out (like interrupt "current"),
+        a queued one is removed unheard. Returns its played samples."""
+        self._pop_done()
+        for index, u in enumerate(self._queue):
+            if u.tag != tag:
+                continue
+            if index == 0:
+                return self.interrupt(fade_ms, "current")
+            offset = sum(v.pending for v in list(self._queue)[:index])
+            self._k.remove(offset, u.pending)
+            del self._queue[index]
+            self._drop(u)
+            return 0
+        return self._history.get(tag, 0)
+
+    def pause_speech(self, fade_ms: int = DEFAULT_FADE_OUT_MS) -> None:
+        """Fade speech out and hold it; queued speech stays (for false interruptions).
+
+        Samples mixed during the fade count as played; resume continues after them.
+        """
+        _check_fade(fade_ms, "fade_ms")
+        self._k.set_paused(True, self._samples(fade_ms))
+
+    def resume_speech(self, fade_ms: int = DEFAULT_FADE_IN_MS) -> None:
+        """Continue paused speech with an equal-power fade in."""
+        _check_fade(fade_ms, "fade_ms")
+        self._k.set_paused(False, self._samples(fade_ms))
+
+    # ---- layers -------------------------------------------------------------------
+
+    def play_layer(
+        self,
+        name: LayerName,
+        clip: Clip,
+        gain: float | None = None,
+        looping: bool = True,
+        mode: LayerMode = "mixing",
+        fade_in_ms: int = DEFAULT_FADE_IN_MS,
+        fade_out_ms: int = DEFAULT_FADE_OUT_MS,
+    ) -> None:
+        """Start `clip` on a layer, crossfading from whatever the layer played.
+
+        "mixing" plays under speech (the background is ducked while speech
+        sounds); "playback" plays instead of speech: speech fades out (over
+        `fade_in_ms`) and waits, queued, until the layer stops, then fades
+        back in. `gain` None picks the layer's default (0.3 / 0.5).
+        `fade_out_ms` is the layer's fade for stop_layer without a length.
+        """
+        slots = self._slots(name)
+        if not isinstance(clip, Clip):
+            raise InvalidArgument("layer.source", f"expected a Clip, got {type(clip).__name__}")
+        if clip.sample_rate != self.sample_rate or clip.channels != self.channels:
+            raise InvalidArgument(
+                "layer.source",
+                f"clip is {clip.sample_rate} Hz x{clip.channels}, mixer is {self.sample_rate} Hz x{self.channels}",
+            )
+        gain = DEFAULT_LAYER_GAIN[name] if gain is None else gain
+        _check_gain(gain, "layer.gain")
+        if mode not in ("mixing", "playback"):
+            raise InvalidArgument("layer.mode", f"must be 'mixing' or 'playback', got {mode!r}")
+        _check_fade(fade_in_ms, "layer.fade_in_ms")
+        _check_fade(fade_out_ms, "layer.fade_out_ms")
+        current = self._current[name]
+        if self._k.slot_active(current) and not self._k.slot_stopping(current):
+            self._k.slot_stop(current, self._samples(self._fade_out[name]))
+            current = slots[1] if current == slots[0] else slots[0]
+        if self._k.slot_active(current):
+            # Still fading out from an earlier replacement: let the quieter one go now.
+            self._k.slot_stop(current, 0)
+        playback = mode == "playback"
+        if playback:
+            self._k.set_hold_fades(self._samples(fade_in_ms), self._samples(fade_out_ms))
+        self._k.slot_play(
+            current, clip.pcm, float(gain), bool(looping), playback, name == "background", self._samples(fade_in_ms)
+        )
+        self._current[name] = current
+        self._fade_out[name] = fade_out_ms
+
+    def stop_layer(self, name: LayerName, fade_ms: int | None = None) -> None:
+        """Fade a layer out (default: its fade_out_ms) from the level it has reached."""
+        slots = self._slots(name)
+        fade = self._fade_out[name] if fade_ms is None else fade_ms
+        _check_fade(fade, "fade_ms")
+        for slot in slots:
+            self._k.slot_stop(slot, self._samples(fade))
+
+    def layer_playing(self, name: LayerName) -> bool:
+        """Whether the layer sounds (fading out included)."""
+        return any(self._k.slot_active(slot) for slot in self._slots(name))
+
+    def set_ducking(self, db: float, attack_ms: int = 100, release_ms: int = 300) -> None:
+        """Attenuate the background by `db` (0..40) while speech sounds, with smooth ramps."""
+        if not 0.0 <= db <= MAX_DUCK_DB:
+            raise InvalidArgument("duck_db", f"must be 0..{MAX_DUCK_DB:g} dB, got {db!r}")
+        _check_fade(attack_ms, "attack_ms")
+        _check_fade(release_ms, "release_ms")
+        self._k.set_ducking(10.0 ** (-db / 20.0), self._samples(attack_ms), self._samples(release_ms))
+
+    # ---- mixing -------------------------------------------------------------------
+
+    def mix_frame(self) -> MixedFrame:
+        """Mix the next frame (exactly frame_samples sample frames)."""
+        n = self._k.mix()
+        self._speaking = n > 0
+        speech: list[tuple[Hashable, int]] = []
+        left = n
+        for u in self._queue:
+            if left == 0:
+                break
+            take = min(left, u.pending)
+            if take:
+                u.pending -= take
+                u.played += take
+                left -= take
+                speech.append((u.tag, take))
+        self._pop_done()
+        ended, self._ended = tuple(self._ended), []
+        return MixedFrame(self._k.out.tobytes(), n, tuple(speech), ended)
+
+    # ---- internals ------------------------------------------------------------------
+
+    def _pop_done(self) -> None:
+        """Retire utterances at the head that ended and have nothing left to play."""
+        while self._queue and self._queue[0].ended and self._queue[0].pending == 0:
+            u = self._queue.popleft()
+            self._ended.append(SpeechEnd(u.tag, u.played, u.interrupted))
+            self._remember(u)
+
+    def _drop(self, u: _Utterance) -> None:
+        """Record a queued utterance removed before (or while) it played."""
+        self._ended.append(SpeechEnd(u.tag, u.played, True))
+        self._remember(u)
+
+    def _remember(self, u: _Utterance) -> None:
+        self._history[u.tag] = u.played
+        self._history.move_to_end(u.tag)
+        while len(self._history) > ENDED_HISTORY:
+            self._history.popitem(last=False)
+
+    def _samples(self, ms: int) -> int:
+        return self.sample_rate * ms // 1000
+
+    def _slots(self, name: str) -> tuple[int, int]:
+        slots = _SLOTS.get(name)
+        if slots is None:
+            raise InvalidArgument("layer", f"unknown layer {name!r}; known: {LAYER_NAMES}")
+        return slots
+
+
+def _check_gain(gain: float, field: str) -> None:
+    if not isinstance(gain, (int, float)) or not 0.0 <= gain <= MAX_GAIN:
+        raise InvalidArgument(field, f"must be a linear gain in 0..{MAX_GAIN:g}, got {gain!r}")
+
+
+def _check_fade(ms: int, field: str) -> None:
+    if not isinstance(ms, int) or not 0 <= ms <= MAX_FADE_MS:
+        raise InvalidArgument(field, f"must be 0..{MAX_FADE_MS} ms, got {ms!r}")
