@@ -10,6 +10,7 @@ import soxr
 
 from parley.providers import registry
 from parley.providers.workers import Workers
+from openai_stand_in import StandInOpenAIServer
 from provider_speech import LEAD_MS, TAIL_MS, Speech
 
 @pytest.fixture
@@ -34,3 +35,12 @@ def speak(workers: Workers) -> Callable[[str], Awaitable[Speech]]:
         return Speech(pcm, loud[0] / 16, loud[-1] / 16)
 
     return speak
+
+
+@pytest.fixture
+async def openai_stand_in() -> AsyncIterator[StandInOpenAIServer]:
+    """A loopback HTTP server standing in for a remote OpenAI-compatible endpoint."""
+    server = StandInOpenAIServer()
+    await server.start()
+    yield server
+    await server.stop()

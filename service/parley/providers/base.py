@@ -162,5 +162,9 @@ class LLM(ABC):
     @abstractmethod
     def chat(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]:
         """Stream the answer (an async generator): TextDelta pieces, complete
-        ToolCall objects once parsed, and Usage last. Closing the generator or
-        cancelling its consumer stops the generation."""
+        ToolCall objects once parsed, and Usage last (zeros when the engine
+        does not count). Closing the generator or cancelling its consumer
+        stops the generation."""
+
+    async def aclose(self) -> None:
+        """Release connections or other per-session resources; idempotent."""
