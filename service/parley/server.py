@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from parley.api.interceptors import DrainInterceptor
 from parley.api.servicer import AgentSessionServicer
+from parley.providers.workers import Workers
 from parley.sessions.registry import RegistryLimits, SessionRegistry
 from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2, agent_session_service_pb2_grpc
@@ -31,7 +32,8 @@ class ParleyServer:
                 max_sessions=settings.max_sessions,
                 idle_ttl_seconds=settings.session_idle_ttl,
                 reap_interval_seconds=settings.reap_interval,
-            )
+            ),
+            workers=Workers(settings.provider_threads or None),
         )
         self._drain = DrainInterceptor()
         self._health = health.aio.HealthServicer()
@@ -79,6 +81,7 @@ class ParleyServer:
         await self.begin_drain()
         await self.registry.shutdown()
         await self._server.stop(self.settings.shutdown_grace)
+        self.registry.workers.close()
         self._stopped.set()
         log.info("stopped")
 

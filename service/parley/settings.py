@@ -24,6 +24,7 @@ class ServerSettings:
     keepalive_time: float = 30.0
     keepalive_timeout: float = 10.0
     shutdown_grace: float = 5.0
+    provider_threads: int = 0  # 0: twice the cores, 2..8
     log_level: str = "INFO"
 
     @classmethod

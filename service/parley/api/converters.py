@@ -11,10 +11,12 @@ from parley.errors import InvalidArgument
 from parley.sessions import config as cfg
 from parley.sessions import events as ev
 from parley.sessions.metrics import SessionMetricsSnapshot, TurnMetricsSnapshot
+from parley.sessions.layers import LayerStatus
 from parley.sessions.session import SessionSnapshot
+from parley.sessions.stream import StreamSpec
 from parley.sessions.states import AgentState, UserState
 from parley.sessions.utterance import UtteranceSnapshot
-from parley.v1 import audio_pb2, events_pb2, session_pb2
+from parley.v1 import agent_session_service_pb2, audio_pb2, events_pb2, session_pb2
 
 # -- helpers ----------------------------------------------------------------
 
@@ -171,6 +173,41 @@ def config_from_proto(message: session_pb2.SessionConfig, field: str = "config")
     )
 
 
+def farewell_from_proto(request: agent_session_service_pb2.CloseRequest) -> tuple[cfg.AgentAction, float] | None:
+    if not request.HasField("farewell"):
+        return None
+    farewell = request.farewell
+    action = action_from_proto(farewell.action, farewell.HasField("action"))
+    if action is None:
+        raise InvalidArgument("farewell.action", "set say_text or reply_instructions")
+    cfg.check_action(action, "farewell.action")
+    timeout = farewell.timeout_seconds or 10.0
+    cfg.check_seconds(timeout, "farewell.timeout_seconds", maximum=120, allow_zero=False)
+    return action, timeout
+
+
+def interrupt_scope_from_proto(scope: int) -> bool:
+    """True when the interrupt also drops queued utterances."""
+    if scope not in (0, agent_session_service_pb2.INTERRUPT_SCOPE_CURRENT, agent_session_service_pb2.INTERRUPT_SCOPE_ALL):
+        raise InvalidArgument("scope", f"unknown enum value {scope}")
+    return scope == agent_session_service_pb2.INTERRUPT_SCOPE_ALL
+
+
+def stream_spec_from_proto(config: agent_session_service_pb2.StreamConfig, session_output: cfg.AudioFormat) -> StreamSpec:
+    fmt_in = config.input_format
+    if fmt_in.encoding not in (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_LINEAR16):
+        raise InvalidArgument("config.input_format.encoding", f"only LINEAR16 is supported, got {fmt_in.encoding}")
+    if config.HasField("output_format"):
+        output = output_format_from_proto(config.output_format, session_output.sample_rate_hz, "config.output_format")
+        cfg.check_output_format(output, "config.output_format")
+    else:
+        output = session_output
+    return StreamSpec(
+        input_rate=fmt_in.sample_rate_hz or 16000, input_channels=fmt_in.channels or 1, output=output,
+        lead_ms=config.lead_ms,
+    )
+
+
 # -- config: engine -> proto ------------------------------------------------
 
 
@@ -311,6 +348,17 @@ def metrics_to_proto(m: SessionMetricsSnapshot) -> session_pb2.SessionMetrics:
     )
 
 
+def layer_status_to_proto(status: LayerStatus) -> session_pb2.AudioLayerStatus:
+    return session_pb2.AudioLayerStatus(playing=status.playing, source=status.source, gain=status.gain)
+
+
+def tool_info_to_proto(tool: ToolSpec) -> session_pb2.ToolInfo:
+    return session_pb2.ToolInfo(
+        name=tool.name, description=tool.description, source=enum_to_proto(session_pb2.ToolSource, tool.source),
+        mcp_server=tool.mcp_server,
+    )
+
+
 def session_to_proto(s: SessionSnapshot, idle_ttl_seconds: float) -> session_pb2.Session:
     return session_pb2.Session(
         name=s.name,
@@ -325,6 +373,9 @@ def session_to_proto(s: SessionSnapshot, idle_ttl_seconds: float) -> session_pb2
         chat_history=[chat_message_to_proto(m) for m in s.chat_history],
         metrics=metrics_to_proto(s.metrics),
         audio_stream_attached=s.audio_stream_attached,
+        tools=[tool_info_to_proto(t) for t in s.tools],
+        background_audio=layer_status_to_proto(s.background_audio),
+        thinking_audio=layer_status_to_proto(s.thinking_audio),
     )
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 
 from parley.api import converters as conv
 from parley.api.status import maps_errors
+from parley.errors import InvalidArgument
 from parley.sessions.registry import SessionRegistry
+from parley.sessions.session import BusyPolicy, Session
+from parley.sessions.stream import AttachedStream, OutFrame
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from parley.v1 import audio_pb2
 
 
 def owner_of(context: grpc.aio.ServicerContext) -> str:
@@ -22,8 +27,14 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     def __init__(self, registry: SessionRegistry) -> None:
         self.registry = registry
 
-    def _session_proto(self, session, *, full: bool = True):  # type: ignore[no-untyped-def]
+    def _active(self, name: str, context: grpc.aio.ServicerContext) -> Session:
+        return self.registry.get_active(name, owner=owner_of(context))
+
+    @staticmethod
+    def _session_proto(session: Session, *, full: bool = True):  # type: ignore[no-untyped-def]
         return conv.session_to_proto(session.snapshot(full=full), session.idle_ttl_seconds)
+
+    # -- resources ------------------------------------------------------------------
 
     @maps_errors
     async def Start(self, request: pb.StartRequest, context: grpc.aio.ServicerContext) -> pb.StartResponse:
@@ -45,13 +56,162 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
 
     @maps_errors
     async def Close(self, request: pb.CloseRequest, context: grpc.aio.ServicerContext) -> pb.CloseResponse:
-        session = await self.registry.close(request.session, owner=owner_of(context), reason=request.reason)
+        farewell = conv.farewell_from_proto(request)
+        session = await self.registry.close(
+            request.session, owner=owner_of(context), reason=request.reason,
+            farewell=farewell[0] if farewell else None, farewell_timeout=farewell[1] if farewell else 0.0,
+        )
         return pb.CloseResponse(session=self._session_proto(session))
+
+    # -- speech -------------------------------------------------------------------------
+
+    @maps_errors
+    async def Say(self, request: pb.SayRequest, context: grpc.aio.ServicerContext) -> pb.SayResponse:
+        session = self._active(request.session, context)
+        interruptible = request.interruptible if request.HasField("interruptible") else True
+        add_to_context = request.add_to_context if request.HasField("add_to_context") else True
+
+        async def say():  # type: ignore[no-untyped-def]
+            return session.say(request.text, interruptible=interruptible, add_to_context=add_to_context)
+
+        utterance = await session.idempotent("Say", request.request_id, say)
+        return pb.SayResponse(utterance=conv.utterance_to_proto(utterance.snapshot()))
+
+    @maps_errors
+    async def Reply(self, request: pb.ReplyRequest, context: grpc.aio.ServicerContext) -> pb.ReplyResponse:
+        session = self._active(request.session, context)
+        busy = conv.enum_from_proto(BusyPolicy, pb.BusyPolicy, request.busy_policy, "busy_policy", BusyPolicy.QUEUE)
+        interruptible = request.interruptible if request.HasField("interruptible") else True
+
+        async def reply():  # type: ignore[no-untyped-def]
+            return session.reply(
+                instructions=request.instructions, user_text=request.user_text, busy=busy, interruptible=interruptible
+            )
+
+        utterance = await session.idempotent("Reply", request.request_id, reply)
+        return pb.ReplyResponse(utterance=conv.utterance_to_proto(utterance.snapshot()))
+
+    @maps_errors
+    async def Interrupt(self, request: pb.InterruptRequest, context: grpc.aio.ServicerContext) -> pb.InterruptResponse:
+        session = self._active(request.session, context)
+        scope = conv.interrupt_scope_from_proto(request.scope)
+
+        async def interrupt():  # type: ignore[no-untyped-def]
+            return session.interrupt(force=request.force, include_queued=scope, fade_ms=request.fade_ms)
+
+        cut = await session.idempotent("Interrupt", request.request_id, interrupt)
+        return pb.InterruptResponse(interrupted=[conv.utterance_to_proto(u.snapshot()) for u in cut])
+
+    @maps_errors
+    async def WaitUtterance(
+        self, request: pb.WaitUtteranceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.WaitUtteranceResponse:
+        session = self.registry.get(request.session, owner=owner_of(context))
+        snapshot = await session.wait_utterance(request.utterance_id)
+        return pb.WaitUtteranceResponse(utterance=conv.utterance_to_proto(snapshot))
+
+    @maps_errors
+    async def SubmitToolResult(
+        self, request: pb.SubmitToolResultRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitToolResultResponse:
+        session = self._active(request.session, context)
+        outcome = request.WhichOneof("outcome")
+        if outcome is None:
+            raise InvalidArgument("outcome", "set result or error")
+
+        async def submit():  # type: ignore[no-untyped-def]
+            text = request.result if outcome == "result" else request.error
+            return session.submit_tool_result(request.tool_call_id, text, outcome == "error")
+
+        call = await session.idempotent("SubmitToolResult", request.request_id, submit)
+        return pb.SubmitToolResultResponse(call=conv.tool_call_to_proto(call))
+
+    # -- layers ----------------------------------------------------------------------------
+
+    @maps_errors
+    async def PlayBackgroundAudio(
+        self, request: pb.PlayBackgroundAudioRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PlayBackgroundAudioResponse:
+        session = self._active(request.session, context)
+        layer = conv.layer_from_proto(request.layer, "layer") if request.HasField("layer") else None
+        status = await session.idempotent(
+            "PlayBackgroundAudio", request.request_id,
+            lambda: session.play_background(layer, request.override_thinking),
+        )
+        return pb.PlayBackgroundAudioResponse(background_audio=conv.layer_status_to_proto(status))
+
+    @maps_errors
+    async def StopBackgroundAudio(
+        self, request: pb.StopBackgroundAudioRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StopBackgroundAudioResponse:
+        session = self._active(request.session, context)
+        status = session.stop_background(request.fade_ms)
+        return pb.StopBackgroundAudioResponse(background_audio=conv.layer_status_to_proto(status))
+
+    @maps_errors
+    async def StartThinkingAudio(
+        self, request: pb.StartThinkingAudioRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartThinkingAudioResponse:
+        session = self._active(request.session, context)
+        layer = conv.layer_from_proto(request.layer, "layer") if request.HasField("layer") else None
+        status = await session.idempotent(
+            "StartThinkingAudio", request.request_id,
+            lambda: session.start_thinking(layer, request.layer_over_background),
+        )
+        return pb.StartThinkingAudioResponse(thinking_audio=conv.layer_status_to_proto(status))
+
+    @maps_errors
+    async def StopThinkingAudio(
+        self, request: pb.StopThinkingAudioRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StopThinkingAudioResponse:
+        session = self._active(request.session, context)
+        status = session.stop_thinking(request.fade_ms)
+        return pb.StopThinkingAudioResponse(thinking_audio=conv.layer_status_to_proto(status))
+
+    # -- streams -------------------------------------------------------------------------------
 
     @maps_errors
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
-        session = self.registry.get_active(request.session, owner=owner_of(context))
+        session = self._active(request.session, context)
         async for event in session.bus.subscribe():
             yield pb.WatchEventsResponse(event=conv.event_to_proto(event))
+
+    @maps_errors
+    async def StreamAudio(
+        self, requests: AsyncIterator[pb.StreamAudioRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamAudioResponse]:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("message") != "config":
+            raise InvalidArgument("config", "the first StreamAudio message must be config")
+        session = self._active(first.config.session, context)
+        spec = conv.stream_spec_from_proto(first.config, session.config.output_format)
+        stream = session.attach_stream(spec, take_over=first.config.take_over)
+        reader = asyncio.create_task(self._read_audio(requests, session, stream))
+        try:
+            while (item := await stream.outbox.get()) is not None:
+                if isinstance(item, OutFrame):
+                    yield pb.StreamAudioResponse(audio=audio_pb2.AudioFrame(
+                        pcm=item.pcm, sequence=item.sequence, timestamp_ms=item.timestamp_ms,
+                        utterance_id=item.utterance_id,
+                    ))
+                else:
+                    yield pb.StreamAudioResponse(event=conv.event_to_proto(item))
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            session.detach_stream(stream)
+
+    @staticmethod
+    async def _read_audio(
+        requests: AsyncIterator[pb.StreamAudioRequest], session: Session, stream: AttachedStream
+    ) -> None:
+        """Feed the caller's chunks to the session; a bad message fails the stream."""
+        try:
+            async for message in requests:
+                if message.WhichOneof("message") != "audio":
+                    raise InvalidArgument("config", "config may only be the first message of a stream")
+                session.push_audio(stream, message.audio.pcm)
+        except InvalidArgument as exc:
+            stream.outbox.fail(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -175,15 +175,23 @@ class Subscription:
 
 @dataclass
 class EventBus:
-    """Fans a session's events out to its subscribers. One per session."""
+    """Fans a session's events out to its subscribers and sinks. One per session.
+
+    Subscribers (WatchEvents) each get a bounded queue; sinks (the attached
+    audio stream's outbox) are called with each event as it is published.
+    """
 
     session: str
+    max_subscribers: int = 16
     subscriber_limit: int = 1000
     _sequence: int = 0
     _subscribers: list[Subscription] = field(default_factory=list)
+    _sinks: list[Callable[[SessionEvent], None]] = field(default_factory=list)
     _closed: bool = False
 
     def subscribe(self) -> Subscription:
+        if len(self._subscribers) >= self.max_subscribers:
+            raise ResourceExhausted("max_subscribers", f"at most {self.max_subscribers} event subscribers per session")
         sub = Subscription(self, self.subscriber_limit)
         if self._closed:
             sub.offer(None)
@@ -195,15 +203,20 @@ class EventBus:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
+    def add_sink(self, sink: Callable[[SessionEvent], None]) -> None:
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: Callable[[SessionEvent], None]) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
 
     def publish(self, payload: EventPayload) -> SessionEvent:
         self._sequence += 1
         event = SessionEvent(self.session, self._sequence, time.time(), payload)
         for sub in list(self._subscribers):
             sub.offer(event)
+        for sink in self._sinks:
+            sink(event)
         return event
 
     def close(self) -> None:
@@ -212,4 +225,5 @@ class EventBus:
         for sub in list(self._subscribers):
             sub.offer(None)
         self._subscribers.clear()
+        self._sinks.clear()
 

@@ -16,9 +16,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from parley.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
-from parley.sessions.config import SessionConfig, validate
+from parley.sessions.config import AgentAction, SessionConfig, validate
 from parley.sessions.idempotency import RequestLog
-from parley.sessions.session import Session
+from parley.providers.workers import Workers
+from parley.sessions.session import Session, SessionHooks, SessionLimits
 
 log = logging.getLogger("parley.registry")
 
@@ -44,8 +45,13 @@ class Page:
 class SessionRegistry:
     """Owns every session of one server (or one embedding process)."""
 
-    def __init__(self, limits: RegistryLimits = RegistryLimits()) -> None:
+    def __init__(
+        self, limits: RegistryLimits = RegistryLimits(), *, workers: Workers | None = None,
+        session_limits: SessionLimits = SessionLimits(),
+    ) -> None:
         self.limits = limits
+        self.session_limits = session_limits
+        self.workers = workers or Workers()
         self._active: dict[str, Session] = {}
         self._closed: OrderedDict[str, Session] = OrderedDict()
         self._order: dict[str, int] = {}
@@ -68,15 +74,19 @@ class SessionRegistry:
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
         await asyncio.gather(*(s.close(reason) for s in list(self._active.values())))
+        for session in list(self._active.values()):
+            self._retire(session)
 
     # -- sessions ----------------------------------------------------------
 
-    async def start(self, config: SessionConfig, *, owner: str = "", request_id: str = "") -> Session:
+    async def start(
+        self, config: SessionConfig, *, owner: str = "", request_id: str = "", hooks: SessionHooks | None = None,
+    ) -> Session:
         """Create and start a session; a repeated (owner, request_id) returns the first one."""
         key = (owner, request_id) if request_id else None
-        return await self._starts.run(key, lambda: self._create(config, owner))
+        return await self._starts.run(key, lambda: self._create(config, owner, hooks))
 
-    async def _create(self, config: SessionConfig, owner: str) -> Session:
+    async def _create(self, config: SessionConfig, owner: str, hooks: SessionHooks | None) -> Session:
         if not self._accepting:
             raise Unavailable("the server is shutting down", reason="DRAINING")
         validate(config)
@@ -85,7 +95,8 @@ class SessionRegistry:
         session_id = secrets.token_hex(8)
         name = f"sessions/{session_id}"
         ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.idle_ttl_seconds
-        session = Session(name, owner, config, idle_ttl_seconds=ttl)
+        session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers, limits=self.session_limits,
+                          hooks=hooks)
         self._counter += 1
         self._order[name] = self._counter
         self._active[name] = session
@@ -129,10 +140,13 @@ class SessionRegistry:
         token = _encode_token(self._order[page[-1].name]) if len(mine) > size else ""
         return Page(page, token)
 
-    async def close(self, name: str, *, owner: str = "", reason: str = "closed by client") -> Session:
-        """Close a session; closing a closed one returns it unchanged."""
+    async def close(
+        self, name: str, *, owner: str = "", reason: str = "closed by client", farewell: AgentAction | None = None,
+        farewell_timeout: float = 10.0,
+    ) -> Session:
+        """Close a session (after its farewell, if any); closing a closed one returns it unchanged."""
         session = self.get(name, owner=owner)
-        await session.close(reason or "closed by client")
+        await session.close(reason or "closed by client", farewell, farewell_timeout)
         self._retire(session)
         return session
 

@@ -1,22 +1,83 @@
-"""One agent session: its state, its event bus, its lifecycle."""
+"""One agent session: states, speech, listening, layers, tools, streams, lifecycle.
+
+The session wires its parts together and owns all of them: its event bus,
+clock, mixer, providers, timers and tasks live on the instance, and
+`close()` releases every one. Nothing here knows about gRPC.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import itertools
 import logging
 import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 
-from parley.chat import ChatMessage, Role
-from parley.errors import FailedPrecondition
+import numpy as np
+
+from parley.audio.mixer import Mixer
+from parley.audio.pcm import StreamResampler
+from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
+from parley.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted
 from parley.logs import SessionLogger
-from parley.sessions.config import SessionConfig
-from parley.sessions.events import AgentStateChanged, EventBus, SessionClosed, UserStateChanged
-from parley.sessions.metrics import SessionMetrics, SessionMetricsSnapshot
-from parley.sessions.states import AgentState, SessionStatus, UserState
-from parley.sessions.utterance import UtteranceSnapshot
+from parley.providers import registry as providers
+from parley.providers.base import LLM, STT, TTS, VAD, Transcript, TurnDetector
+from parley.providers.workers import Workers
+from parley.sessions import events as ev
+from parley.sessions.config import AgentAction, AudioFormat, AudioLayerConfig, InterruptionMode, SessionConfig
+from parley.sessions.idempotency import RequestLog
+from parley.sessions.layers import LayerStatus, Layers
+from parley.sessions.listener import Listener, ListenerCallbacks, UserTurn
+from parley.sessions.metrics import SessionMetrics, SessionMetricsSnapshot, TurnMetricsSnapshot
+from parley.sessions.playout import Pacer
+from parley.sessions.replies import ReplyStats, generate_reply
+from parley.sessions.speech import Speaker, SpeechJob
+from parley.sessions.states import AgentState, SessionStatus, UserState, UtteranceSource, UtteranceState
+from parley.sessions.stream import AttachedStream, OutFrame, StreamSpec
+from parley.sessions.tools import ToolCalls, ToolOutcome
+from parley.sessions.utterance import Utterance, UtteranceSnapshot
+from parley.sessions.wakeup import WakeUpTimer
 
 log = logging.getLogger("parley.session")
+
+INPUT_RATES = range(8000, 48001)
+
+
+class BusyPolicy(Enum):
+    QUEUE = 1
+    INTERRUPT = 2
+    REJECT = 3
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_text_chars: int = 4000
+    max_queued_utterances: int = 32
+    max_chunk_bytes: int = 64 * 1024
+    max_subscribers: int = 16
+    max_tools: int = 64
+    stream_frame_buffer: int = 50  # frames an attached stream may lag before the oldest are dropped
+    recent_utterances: int = 50
+
+
+@dataclass
+class SessionHooks:
+    """Embedder callbacks on speech in and speech out.
+
+    Text hooks are async and may return a replacement text (None keeps it).
+    Audio hooks run on the real-time path, so they are plain functions that
+    must be quick; they may return a replacement int16 array (None keeps it).
+    """
+
+    on_user_audio: Callable[[np.ndarray], np.ndarray | None] | None = None
+    on_user_transcript: Callable[[str], Awaitable[str | None]] | None = None
+    on_agent_text: Callable[[str], Awaitable[str | None]] | None = None
+    on_agent_audio: Callable[[np.ndarray], np.ndarray | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -33,57 +94,136 @@ class SessionSnapshot:
     utterances: tuple[UtteranceSnapshot, ...]
     chat_history: tuple[ChatMessage, ...]
     metrics: SessionMetricsSnapshot
+    tools: tuple[ToolSpec, ...]
     audio_stream_attached: bool
+    background_audio: LayerStatus
+    thinking_audio: LayerStatus
+
+
+@dataclass
+class _PendingTurn:
+    """Latencies of a user turn, completed when its reply's first frame plays."""
+
+    user: UserTurn
+    stats: ReplyStats
+    tts_ttfb_ms: float = 0.0
 
 
 class Session:
-    """Server-side state of one agent session.
+    """Server-side state of one agent session."""
 
-    Everything a session owns (event bus, metrics, tasks) lives on the
-    instance; `close()` releases all of it and is idempotent.
-    """
-
-    def __init__(self, name: str, owner: str, config: SessionConfig, *, idle_ttl_seconds: float) -> None:
+    def __init__(
+        self, name: str, owner: str, config: SessionConfig, *, idle_ttl_seconds: float, workers: Workers,
+        limits: SessionLimits = SessionLimits(), hooks: SessionHooks | None = None,
+    ) -> None:
         self.name = name
         self.owner = owner
         self.config = config
         self.idle_ttl_seconds = idle_ttl_seconds
+        self.limits = limits
+        self.hooks = hooks or SessionHooks()
         self.status = SessionStatus.ACTIVE
         self.agent_state = AgentState.STARTING
         self.user_state = UserState.IDLE
         self.create_time = time.time()
         self.close_time: float | None = None
         self.close_reason = ""
-        self.bus = EventBus(name)
-        self.metrics = SessionMetrics()
-        self.chat_history: list[ChatMessage] = []
-        if config.instructions:
-            self.chat_history.append(ChatMessage(Role.SYSTEM, config.instructions))
-        self._started_at = time.monotonic()
-        self.last_activity = self._started_at
-        self._closing: asyncio.Task[None] | None = None
         self.log = SessionLogger(log, {"session": name})
+        self.bus = ev.EventBus(name, max_subscribers=limits.max_subscribers)
+        self.metrics = SessionMetrics()
+        self.chat_history: list[ChatMessage] = [ChatMessage(Role.SYSTEM, config.instructions)] if config.instructions else []
+        self.tools: list[ToolSpec] = list(config.tools)
+        self.tool_calls = ToolCalls()
+        self._requests = RequestLog(1000)
+        self._ids = itertools.count(1)
+        self._utterances: dict[str, Utterance] = {}
+        self._recent: deque[Utterance] = deque(maxlen=limits.recent_utterances)
+        self._workers = workers
+        self._started = time.monotonic()
+        self.last_activity = self._started
+        self._closing: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._thinking = False
+        self._paused: Utterance | None = None
+        self._barge_in: asyncio.TimerHandle | None = None
+        self._resume_timer: asyncio.TimerHandle | None = None
+        self._user_words = 0
+        self._pending_turn: _PendingTurn | None = None
+        self._reply_turns: dict[str, _PendingTurn] = {}
+        self._greeted = False
+        self.stream: AttachedStream | None = None
+        self._reattach_timer: asyncio.TimerHandle | None = None
+        self._input_resampler: StreamResampler | None = None
+        fmt = config.output_format
+        self.mixer = Mixer(fmt.sample_rate_hz)
+        self.layers = Layers(self.mixer, config, workers)
+        self.tts: TTS = self._build("tts")
+        self.llm: LLM = self._build("llm")
+        self.stt: STT = self._build("stt")
+        self.vad: VAD = self._build("vad")
+        self.turn_detector: TurnDetector = self._build("turn_detector")
+        self.pacer = Pacer(20, self._tick, self._clock_needed)
+        self.speaker = Speaker(self.tts, self.mixer, self.pacer.wait_frame, _SpeakerEvents(self),
+                               max_queued=limits.max_queued_utterances)
+        self.listener: Listener | None = None
+        self.wakeup = WakeUpTimer(config.wake_up.after_seconds, self._on_wake_up)
 
-    # -- lifecycle -------------------------------------------------------
+    def _build(self, stage: str) -> Any:
+        choice = getattr(self.config.providers, stage)
+        return providers.build(stage, choice.name, choice.options, voice=self.config.voice, workers=self._workers)
+
+    # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        self.set_agent_state(AgentState.IDLE)
+        if len(self.tools) > self.limits.max_tools:
+            raise ResourceExhausted("max_tools", f"at most {self.limits.max_tools} tools per session")
+        if self.config.background_audio.play_on_start:
+            await self.layers.play_background(None, self.config.background_audio.override_thinking)
+            self.pacer.wake()
+        self._set_agent_state(AgentState.IDLE)
         self.log.info("session started")
 
-    async def close(self, reason: str = "closed by client") -> None:
+    async def close(self, reason: str = "closed by client", farewell: AgentAction | None = None,
+                    farewell_timeout: float = 10.0) -> None:
         """End the session; concurrent and repeated calls wait for the same close."""
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close(reason))
+            self._closing = asyncio.ensure_future(self._close(reason, farewell, farewell_timeout))
         await asyncio.shield(self._closing)
 
-    async def _close(self, reason: str) -> None:
-        self.set_agent_state(AgentState.CLOSING)
+    async def _close(self, reason: str, farewell: AgentAction | None, farewell_timeout: float) -> None:
+        if farewell is not None and self.status is SessionStatus.ACTIVE:
+            await self._say_farewell(farewell, farewell_timeout)
+        self._set_agent_state(AgentState.CLOSING)
         self.status = SessionStatus.CLOSED
         self.close_time = time.time()
         self.close_reason = reason
-        self.bus.publish(SessionClosed(reason))
+        self.wakeup.cancel()
+        for timer in (self._barge_in, self._resume_timer, self._reattach_timer):
+            if timer is not None:
+                timer.cancel()
+        self.tool_calls.cancel_all()
+        await self.speaker.aclose()
+        await self.pacer.aclose()
+        if self.listener is not None:
+            await self.listener.aclose()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self.layers.close()
+        self.bus.publish(ev.SessionClosed(reason))
+        if self.stream is not None:
+            self.stream.outbox.end()
+            self.stream = None
         self.bus.close()
         self.log.info("session closed", extra={"reason": reason})
+
+    async def _say_farewell(self, farewell: AgentAction, timeout: float) -> None:
+        self.speaker.interrupt(include_queued=True, fade_ms=50, force=True)
+        utterance = self._start_action(farewell, UtteranceSource.FAREWELL)
+        try:
+            await asyncio.wait_for(asyncio.shield(utterance.done), timeout)
+        except TimeoutError:
+            self.log.warning("farewell timed out", extra={"utterance": utterance.id})
 
     @property
     def closed(self) -> bool:
@@ -98,36 +238,494 @@ class Session:
 
     def reapable(self, now: float) -> bool:
         """Idle past its TTL: no call and no attached audio stream for that long."""
-        return now - self.last_activity > self.idle_ttl_seconds
+        return self.stream is None and now - self.last_activity > self.idle_ttl_seconds
 
-    # -- state -----------------------------------------------------------
+    async def idempotent(self, method: str, request_id: str, action: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a mutating call once per request id."""
+        return await self._requests.run((method, request_id) if request_id else None, action)
 
-    def set_agent_state(self, state: AgentState) -> None:
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"{self.name}:{name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- speaking ----------------------------------------------------------------
+
+    def _new_utterance(self, source: UtteranceSource, text: str, interruptible: bool, add_to_context: bool) -> Utterance:
+        utterance = Utterance(f"u{next(self._ids)}", source, text, interruptible=interruptible,
+                              add_to_context=add_to_context)
+        self._utterances[utterance.id] = utterance
+        self._recent.append(utterance)
+        while len(self._utterances) > 4 * self.limits.recent_utterances:
+            self._utterances.pop(next(iter(self._utterances)))
+        return utterance
+
+    def _check_text(self, text: str, field: str, *, required: bool) -> str:
+        if required and not text.strip():
+            raise InvalidArgument(field, "must not be empty")
+        if len(text) > self.limits.max_text_chars:
+            raise InvalidArgument(field, f"is {len(text)} characters; the limit is {self.limits.max_text_chars}")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+            raise InvalidArgument(field, "contains control characters")
+        return text
+
+    def say(self, text: str, *, interruptible: bool = True, add_to_context: bool = True,
+            source: UtteranceSource = UtteranceSource.SAY) -> Utterance:
+        """Queue a text to speak; returns its handle at once."""
+        self.ensure_active()
+        self._check_text(text, "text", required=True)
+        utterance = self._new_utterance(source, text, interruptible, add_to_context)
+
+        async def pieces() -> AsyncIterator[str]:
+            yield text
+
+        self._enqueue(SpeechJob(utterance, pieces))
+        return utterance
+
+    def reply(self, *, instructions: str = "", user_text: str = "", busy: BusyPolicy = BusyPolicy.QUEUE,
+              interruptible: bool = True, source: UtteranceSource = UtteranceSource.REPLY,
+              turn: _PendingTurn | None = None) -> Utterance:
+        """Queue an answer from the language model; returns its handle at once."""
+        self.ensure_active()
+        self._check_text(instructions, "instructions", required=False)
+        self._check_text(user_text, "user_text", required=False)
+        if self.speaker.busy:
+            if busy is BusyPolicy.REJECT:
+                raise FailedPrecondition("the agent is busy and busy_policy is REJECT", reason="AGENT_BUSY")
+            if busy is BusyPolicy.INTERRUPT:
+                self._interrupt(include_queued=True, fade_ms=20, force=False, by_request=True)
+        utterance = self._new_utterance(source, "", interruptible, True)
+        stats = turn.stats if turn is not None else ReplyStats()
+        if turn is not None:
+            self._reply_turns[utterance.id] = turn
+
+        async def pieces() -> AsyncIterator[str]:
+            if user_text:
+                self.chat_history.append(ChatMessage(Role.USER, user_text))
+            async for piece in generate_reply(self.llm, self.chat_history, self.tools, self._run_tool,
+                                              instructions=instructions, stats=stats):
+                yield piece
+
+        self._enqueue(SpeechJob(utterance, pieces, is_reply=True))
+        return utterance
+
+    def _enqueue(self, job: SpeechJob) -> None:
+        self.speaker.enqueue(job)
+        self._publish_utterance(job.utterance)
+        self._refresh_idle()
+
+    def _start_action(self, action: AgentAction, source: UtteranceSource) -> Utterance:
+        if action.say_text is not None:
+            return self.say(action.say_text, source=source)
+        return self.reply(instructions=action.reply_instructions or "", source=source)
+
+    def utterance(self, utterance_id: str) -> Utterance:
+        found = self._utterances.get(utterance_id)
+        if found is None:
+            raise InvalidArgument("utterance_id", f"no utterance {utterance_id[:80]!r} in this session")
+        return found
+
+    async def wait_utterance(self, utterance_id: str) -> UtteranceSnapshot:
+        return await asyncio.shield(self.utterance(utterance_id).done)
+
+    def interrupt(self, *, force: bool = False, include_queued: bool = False, fade_ms: int = 20) -> list[Utterance]:
+        self.ensure_active()
+        if not 0 <= fade_ms <= 1000:
+            raise InvalidArgument("fade_ms", f"must be 0..1000, got {fade_ms}")
+        return self._interrupt(include_queued=include_queued, fade_ms=fade_ms or 20, force=force, by_request=True)
+
+    def _interrupt(self, *, include_queued: bool, fade_ms: int, force: bool, by_request: bool) -> list[Utterance]:
+        self._cancel_barge_in()
+        self._paused = None
+        cut = self.speaker.interrupt(include_queued=include_queued, fade_ms=fade_ms, force=force)
+        for utterance in cut:
+            if utterance.state is UtteranceState.INTERRUPTED and utterance.start_time is not None:
+                self.metrics.interruptions += 1
+                self.bus.publish(ev.Interruption("interrupted", utterance.id, by_request))
+                self.bus.publish(ev.ClearAudio(utterance.id))
+        return cut
+
+    # -- tools --------------------------------------------------------------------
+
+    async def _run_tool(self, call: ToolCall) -> ToolOutcome:
+        timeout = self.config.tool_timeout_seconds
+        self.bus.publish(ev.ToolCallRequested(call, timeout))
+        known = {t.name for t in self.tools}
+        if call.name not in known:
+            outcome = ToolOutcome(f"error: unknown tool {call.name!r}", True)
+        else:
+            outcome = await self.tool_calls.wait(call, timeout)
+        self.bus.publish(ev.ToolCallCompleted(call, outcome.result, outcome.is_error))
+        return outcome
+
+    def submit_tool_result(self, call_id: str, result: str, is_error: bool) -> ToolCall:
+        self.ensure_active()
+        self._check_text(result, "result" if not is_error else "error", required=False)
+        return self.tool_calls.submit(call_id, result, is_error)
+
+    # -- layers --------------------------------------------------------------------
+
+    async def play_background(self, layer: AudioLayerConfig | None, override_thinking: bool) -> LayerStatus:
+        self.ensure_active()
+        status = await self.layers.play_background(layer, override_thinking)
+        self.pacer.wake()
+        return status
+
+    def stop_background(self, fade_ms: int) -> LayerStatus:
+        self.ensure_active()
+        return self.layers.stop_background(fade_ms)
+
+    async def start_thinking(self, layer: AudioLayerConfig | None, layer_over_background: bool) -> LayerStatus:
+        self.ensure_active()
+        status = await self.layers.start_thinking(layer, layer_over_background)
+        self.pacer.wake()
+        return status
+
+    def stop_thinking(self, fade_ms: int) -> LayerStatus:
+        self.ensure_active()
+        return self.layers.stop_thinking(fade_ms)
+
+    # -- audio stream ------------------------------------------------------------------
+
+    def attach_stream(self, spec: StreamSpec, *, take_over: bool) -> AttachedStream:
+        self.ensure_active()
+        if spec.input_rate not in INPUT_RATES:
+            raise InvalidArgument("config.input_format.sample_rate_hz", f"must be 8000..48000, got {spec.input_rate}")
+        if spec.input_channels not in (1, 2):
+            raise InvalidArgument("config.input_format.channels", f"must be 1 or 2, got {spec.input_channels}")
+        if not 0 <= spec.lead_ms <= 500:
+            raise InvalidArgument("config.lead_ms", f"must be 0..500, got {spec.lead_ms}")
+        if self.stream is not None:
+            if not take_over:
+                raise Aborted(f"{self.name} already has an audio stream; set take_over to replace it",
+                              reason="STREAM_ATTACHED")
+            self.bus.remove_sink(self.stream.outbox.put_event)
+            self.stream.take_over()
+        stream = AttachedStream(spec, self.config.output_format.sample_rate_hz, self.limits.stream_frame_buffer)
+        self.stream = stream
+        self.bus.add_sink(stream.outbox.put_event)
+        if self._reattach_timer is not None:
+            self._reattach_timer.cancel()
+            self._reattach_timer = None
+        if self.listener is None:
+            self.listener = Listener(self.vad, self.stt, self.turn_detector, self.config.turn_detection,
+                                     _ListenerEvents(self))
+        self._input_resampler = StreamResampler(spec.input_rate, self.listener.sample_rate)
+        self.pacer.lead_seconds = spec.lead_ms / 1000
+        self.pacer.wake()
+        self._set_user_state(UserState.LISTENING)
+        if not self._greeted and self.config.greeting is not None:
+            self._greeted = True
+            self._start_action(self.config.greeting, UtteranceSource.GREETING)
+        self.touch()
+        return stream
+
+    def detach_stream(self, stream: AttachedStream) -> None:
+        self.bus.remove_sink(stream.outbox.put_event)
+        if self.stream is not stream:
+            return
+        self.stream = None
+        self.touch()
+        self._set_user_state(UserState.IDLE)
+        window = self.config.reattach_window_seconds
+        if window > 0 and not self.closed:
+            self._reattach_timer = asyncio.get_running_loop().call_later(
+                window, lambda: self._spawn(self.close("audio stream did not come back"), "reattach-close")
+            )
+
+    def push_audio(self, stream: AttachedStream, pcm: bytes) -> None:
+        """The caller's audio in the stream's input format."""
+        if stream is not self.stream:
+            return
+        if len(pcm) == 0 or len(pcm) > self.limits.max_chunk_bytes:
+            raise InvalidArgument("audio.pcm", f"must be 1..{self.limits.max_chunk_bytes} bytes, got {len(pcm)}")
+        if len(pcm) % (2 * stream.spec.input_channels):
+            raise InvalidArgument("audio.pcm", "length must be a whole number of 16-bit samples per channel")
+        self.touch()
+        samples = np.frombuffer(pcm, dtype="<i2")
+        if stream.spec.input_channels == 2:
+            samples = samples.reshape(-1, 2).mean(axis=1).astype(np.int16)
+        mono = self._input_resampler.process(samples)
+        if self.hooks.on_user_audio is not None:
+            replaced = self.hooks.on_user_audio(mono)
+            mono = mono if replaced is None else replaced
+        if self.listener is not None and len(mono):
+            self.listener.feed(mono)
+
+    # -- clock -------------------------------------------------------------------------
+
+    def _clock_needed(self) -> bool:
+        return (
+            self.stream is not None or self.speaker.busy or self.mixer.speech_queued_samples > 0
+            or self.mixer.layer_playing("background") or self.mixer.layer_playing("thinking")
+        )
+
+    def _tick(self, frame_index: int) -> None:
+        mixed = self.mixer.mix_frame()
+        speech_samples = mixed.speech_samples
+        frame = np.frombuffer(mixed.pcm, dtype=np.int16)
+        current = self.speaker.current
+        self.speaker.on_frame(speech_samples)
+        if self.hooks.on_agent_audio is not None:
+            replaced = self.hooks.on_agent_audio(frame)
+            frame = frame if replaced is None else replaced
+        stream = self.stream
+        if stream is not None:
+            pcm = stream.adapter.push(frame)
+            if pcm is not None:
+                dropped_before = stream.outbox.dropped_pending
+                stream.outbox.put_frame(OutFrame(
+                    pcm, stream.sequence, int((time.monotonic() - self._started) * 1000),
+                    current.id if current is not None and speech_samples else "",
+                ))
+                stream.sequence += 1
+                if stream.outbox.dropped_pending and stream.outbox.dropped_pending == dropped_before:
+                    self._report_drops(stream)
+
+    def _report_drops(self, stream: AttachedStream) -> None:
+        count, stream.outbox.dropped_pending = stream.outbox.dropped_pending, 0
+        self.metrics.frames_dropped += count
+        self.bus.publish(ev.FramesDropped(count, stream.outbox.dropped_total))
+
+    # -- states -------------------------------------------------------------------------
+
+    def _set_agent_state(self, state: AgentState) -> None:
         if state is not self.agent_state:
             old, self.agent_state = self.agent_state, state
-            self.bus.publish(AgentStateChanged(old, state))
+            self.bus.publish(ev.AgentStateChanged(old, state))
+        self._refresh_idle()
 
-    def set_user_state(self, state: UserState) -> None:
+    def _set_user_state(self, state: UserState) -> None:
         if state is not self.user_state:
             old, self.user_state = self.user_state, state
-            self.bus.publish(UserStateChanged(old, state))
+            self.bus.publish(ev.UserStateChanged(old, state))
+        self._refresh_agent_state()
 
-    # -- views -----------------------------------------------------------
+    def _refresh_agent_state(self) -> None:
+        if self.closed or self.agent_state is AgentState.STARTING:
+            return
+        current = self.speaker.current
+        if current is not None and current.state is UtteranceState.SPEAKING and self._paused is None:
+            state = AgentState.SPEAKING
+        elif self._thinking:
+            state = AgentState.THINKING
+        elif self.user_state is UserState.SPEAKING:
+            state = AgentState.LISTENING
+        else:
+            state = AgentState.IDLE
+        self._set_agent_state(state)
+
+    def _refresh_idle(self) -> None:
+        self.wakeup.idle_changed(
+            not self.closed
+            and self.agent_state is AgentState.IDLE
+            and self.user_state is not UserState.SPEAKING
+            and not self.speaker.busy
+        )
+
+    def _on_wake_up(self, idle_seconds: float) -> None:
+        if self.closed or self.config.wake_up.action is None:
+            return
+        self.bus.publish(ev.WakeUp(idle_seconds))
+        self._start_action(self.config.wake_up.action, UtteranceSource.WAKE_UP)
+
+    # -- user speech, barge-in ------------------------------------------------------------
+
+    def _on_user_speech_started(self) -> None:
+        self._user_words = 0
+        self._set_user_state(UserState.SPEAKING)
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
+        current = self.speaker.current
+        mode = self.config.interruption.mode
+        if current is None or not current.interruptible or mode is InterruptionMode.DISABLED:
+            return
+        if current.state is not UtteranceState.SPEAKING:
+            return
+        if self._paused is None and self.config.interruption.resume_on_false_interruption:
+            self._paused = current
+            self.mixer.pause_speech(fade_ms=100)
+            self.bus.publish(ev.Interruption("paused", current.id, False))
+            self._refresh_agent_state()
+        if mode in (InterruptionMode.HYBRID, InterruptionMode.VAD_ONLY):
+            self._cancel_barge_in()
+            self._barge_in = asyncio.get_running_loop().call_later(
+                self.config.interruption.min_duration_seconds, self._barge_in_by_voice
+            )
+
+    def _barge_in_by_voice(self) -> None:
+        self._barge_in = None
+        if self.user_state is UserState.SPEAKING:
+            self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+
+    def _on_user_speech_ended(self, when: float) -> None:
+        self._cancel_barge_in()
+        self._set_user_state(UserState.LISTENING if self.stream is not None else UserState.IDLE)
+        if self._paused is not None:
+            self._resume_timer = asyncio.get_running_loop().call_later(
+                self.config.interruption.false_interruption_pause_seconds, self._false_interruption
+            )
+        elif self.speaker.current is not None and self.speaker.current.state is UtteranceState.SPEAKING:
+            self.metrics.false_interruptions += 1
+
+    def _false_interruption(self) -> None:
+        self._resume_timer = None
+        paused, self._paused = self._paused, None
+        if paused is None or paused.final:
+            return
+        self.metrics.false_interruptions += 1
+        self.mixer.resume_speech(fade_ms=100)
+        self.bus.publish(ev.Interruption("resumed", paused.id, False))
+        self._refresh_agent_state()
+
+    def _on_transcript(self, transcript: Transcript) -> None:
+        words = len(transcript.text.split())
+        self._user_words = max(self._user_words, words)
+        self.bus.publish(ev.TranscriptEvent(
+            transcript.text, transcript.is_final,
+            tuple(ev.Word(w.word, w.start_ms, w.end_ms) for w in transcript.words),
+        ))
+        mode = self.config.interruption.mode
+        current = self.speaker.current
+        if (
+            mode in (InterruptionMode.HYBRID, InterruptionMode.STT_ONLY)
+            and current is not None and current.interruptible and current.state is UtteranceState.SPEAKING
+            and self._user_words >= self.config.interruption.min_words
+            and (self.user_state is UserState.SPEAKING or self._paused is not None)
+        ):
+            self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+
+    def _on_user_turn(self, turn: UserTurn) -> None:
+        self._spawn(self._handle_user_turn(turn), "user-turn")
+
+    async def _handle_user_turn(self, turn: UserTurn) -> None:
+        text = turn.text
+        if self.hooks.on_user_transcript is not None:
+            text = await _call_text_hook(self.hooks.on_user_transcript, text)
+        if self.closed or not text.strip():
+            return
+        if self._paused is not None:  # words followed the pause: a real interruption
+            self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+        if not self.config.auto_reply:
+            self.chat_history.append(ChatMessage(Role.USER, text))
+            return
+        pending = _PendingTurn(turn, ReplyStats())
+        self.reply(user_text=text, turn=pending)
+
+    def _cancel_barge_in(self) -> None:
+        if self._barge_in is not None:
+            self._barge_in.cancel()
+            self._barge_in = None
+
+    # -- speaker callbacks -----------------------------------------------------------------
+
+    def _publish_utterance(self, utterance: Utterance) -> None:
+        self.bus.publish(ev.UtteranceUpdated(utterance.snapshot()))
+
+    def _on_speech_started(self, utterance: Utterance) -> None:
+        self._refresh_agent_state()
+        pending = self._reply_turns.pop(utterance.id, None)
+        if pending is not None:
+            turn = TurnMetricsSnapshot(
+                end_of_turn_delay_ms=pending.user.end_of_turn_delay_ms,
+                stt_latency_ms=pending.user.stt_latency_ms,
+                llm_ttft_ms=pending.stats.llm_ttft_ms,
+                tts_ttfb_ms=pending.tts_ttfb_ms,
+                e2e_latency_ms=(time.monotonic() - pending.user.speech_end) * 1000,
+            )
+            self.metrics.add_turn(turn)
+            self.bus.publish(ev.MetricsUpdated(turn))
+
+    def _on_speech_finished(self, utterance: Utterance) -> None:
+        self._reply_turns.pop(utterance.id, None)
+        if self._paused is utterance:
+            self._paused = None
+        if utterance.add_to_context and utterance.heard_text:
+            self.chat_history.append(ChatMessage(
+                Role.ASSISTANT, utterance.heard_text, interrupted=utterance.state is UtteranceState.INTERRUPTED
+            ))
+        self._refresh_agent_state()
+        self._refresh_idle()
+
+    def _on_thinking(self, active: bool) -> None:
+        if active == self._thinking:
+            return
+        self._thinking = active
+        if self.config.thinking_audio.auto:
+            if active:
+                self._spawn(self.layers.start_thinking(None, self.config.thinking_audio.layer_over_background,
+                                                       auto=True), "thinking-audio")
+                self.pacer.wake()
+            else:
+                self.layers.stop_auto_thinking()
+        self._refresh_agent_state()
+
+    # -- views ------------------------------------------------------------------------------
 
     def snapshot(self, *, full: bool = True) -> SessionSnapshot:
         end = self.close_time if self.close_time is not None else time.time()
+        metrics = self.metrics.snapshot(end - self.create_time)
         return SessionSnapshot(
-            name=self.name,
-            owner=self.owner,
-            config=self.config,
-            status=self.status,
-            agent_state=self.agent_state,
-            user_state=self.user_state,
-            create_time=self.create_time,
-            close_time=self.close_time,
-            close_reason=self.close_reason,
-            utterances=(),
+            name=self.name, owner=self.owner, config=self.config, status=self.status,
+            agent_state=self.agent_state, user_state=self.user_state, create_time=self.create_time,
+            close_time=self.close_time, close_reason=self.close_reason,
+            utterances=tuple(u.snapshot() for u in self._recent) if full else (),
             chat_history=tuple(self.chat_history) if full else (),
-            metrics=self.metrics.snapshot(end - self.create_time),
-            audio_stream_attached=False,
+            metrics=metrics,
+            tools=tuple(self.tools),
+            audio_stream_attached=self.stream is not None,
+            background_audio=self.layers.background_status(),
+            thinking_audio=self.layers.thinking_status(),
+        )
+
+
+async def _call_text_hook(hook: Callable[[str], Awaitable[str | None]], text: str) -> str:
+    result = hook(text)
+    if inspect.isawaitable(result):
+        result = await result
+    return text if result is None else result
+
+
+class _SpeakerEvents:
+    """The speaker's callbacks, routed to the session."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def utterance_changed(self, utterance: Utterance) -> None:
+        self._s._publish_utterance(utterance)
+
+    async def agent_text(self, utterance: Utterance, text: str) -> str:
+        if self._s.hooks.on_agent_text is not None:
+            text = await _call_text_hook(self._s.hooks.on_agent_text, text)
+        self._s.bus.publish(ev.AgentText(utterance.id, text))
+        return text
+
+    def speech_started(self, utterance: Utterance) -> None:
+        self._s._on_speech_started(utterance)
+
+    def speech_finished(self, utterance: Utterance) -> None:
+        self._s._on_speech_finished(utterance)
+
+    def thinking(self, active: bool) -> None:
+        self._s._on_thinking(active)
+
+    def warning(self, reason: str, message: str, utterance: Utterance) -> None:
+        self._s.bus.publish(ev.SessionWarning(reason, message, utterance.id))
+
+    def tts_first_byte(self, utterance: Utterance, ms: float) -> None:
+        pending = self._s._reply_turns.get(utterance.id)
+        if pending is not None and not pending.tts_ttfb_ms:
+            pending.tts_ttfb_ms = ms
+
+
+class _ListenerEvents(ListenerCallbacks):
+    def __init__(self, session: Session) -> None:
+        super().__init__(
+            speech_started=session._on_user_speech_started,
+            speech_ended=session._on_user_speech_ended,
+            transcript=session._on_transcript,
+            turn_ended=session._on_user_turn,
         )

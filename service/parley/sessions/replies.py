@@ -1,0 +1,96 @@
+"""One reply: the language model over the chat context, with tool rounds.
+
+It yields text pieces as the model produces them, sentence by sentence, so
+speech can start before the model is done.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
+from parley.providers.base import LLM, TextDelta, Usage
+from parley.sessions.tools import ToolOutcome
+
+MAX_TOOL_ROUNDS = 5
+_PIECE_END = re.compile(r"[.!?…;:](?=\s)|\n")
+
+
+class SentenceBuffer:
+    """Collects streamed text and releases it in speakable pieces."""
+
+    def __init__(self, min_chars: int = 12) -> None:
+        self._text = ""
+        self._min_chars = min_chars
+
+    def push(self, delta: str) -> list[str]:
+        self._text += delta
+        pieces: list[str] = []
+        while True:
+            match = next((m for m in _PIECE_END.finditer(self._text) if m.end() >= self._min_chars), None)
+            if match is None:
+                return pieces
+            piece, self._text = self._text[: match.end()].strip(), self._text[match.end():]
+            if piece:
+                pieces.append(piece)
+
+    def flush(self) -> list[str]:
+        piece, self._text = self._text.strip(), ""
+        return [piece] if piece else []
+
+
+@dataclass
+class ReplyStats:
+    llm_request_time: float = 0.0
+    llm_ttft_ms: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+ToolRunner = Callable[[ToolCall], Awaitable[ToolOutcome]]
+
+
+async def generate_reply(
+    llm: LLM,
+    history: list[ChatMessage],
+    tools: list[ToolSpec],
+    run_tool: ToolRunner,
+    *,
+    instructions: str = "",
+    stats: ReplyStats,
+) -> AsyncIterator[str]:
+    """Yield speakable text pieces; tool calls and results are appended to `history`.
+
+    `instructions` apply to this reply only and are not kept in the history.
+    """
+    for _ in range(MAX_TOOL_ROUNDS):
+        messages = history + ([ChatMessage(Role.SYSTEM, instructions)] if instructions else [])
+        buffer = SentenceBuffer()
+        calls: list[ToolCall] = []
+        stats.llm_request_time = time.monotonic()
+        async for chunk in llm.chat(messages, tools):
+            if isinstance(chunk, TextDelta):
+                if not stats.llm_ttft_ms:
+                    stats.llm_ttft_ms = (time.monotonic() - stats.llm_request_time) * 1000
+                for piece in buffer.push(chunk.text):
+                    yield piece
+            elif isinstance(chunk, ToolCall):
+                if not stats.llm_ttft_ms:
+                    stats.llm_ttft_ms = (time.monotonic() - stats.llm_request_time) * 1000
+                calls.append(chunk)
+            elif isinstance(chunk, Usage):
+                stats.input_tokens += chunk.input_tokens
+                stats.output_tokens += chunk.output_tokens
+        for piece in buffer.flush():
+            yield piece
+        if not calls:
+            return
+        history.append(ChatMessage(Role.ASSISTANT, "", tool_calls=calls))  # spoken text joins the final message
+        for call in calls:
+            stats.tool_calls.append(call)
+            outcome = await run_tool(call)
+            history.append(ChatMessage(Role.TOOL, outcome.result, tool_call_id=call.id))

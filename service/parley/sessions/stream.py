@@ -1,0 +1,138 @@
+"""An attached audio stream: what the session sends to it, bounded.
+
+The session puts output frames and events into the stream's outbox; the
+transport (the gRPC handler) takes them out in order. The outbox is bounded:
+when the reader falls behind, the oldest frames are dropped and counted (a
+late frame is worth nothing in real-time audio); events are never dropped,
+and a reader that falls `event_limit` events behind is cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from parley.audio.pcm import StreamResampler
+from parley.errors import Aborted, ParleyError, ResourceExhausted
+from parley.sessions.config import AudioFormat
+from parley.sessions.events import SessionEvent
+
+
+@dataclass(frozen=True)
+class OutFrame:
+    pcm: bytes
+    sequence: int
+    timestamp_ms: int
+    utterance_id: str
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    input_rate: int
+    input_channels: int
+    output: AudioFormat
+    lead_ms: int = 0
+
+
+class Outbox:
+    def __init__(self, frame_limit: int, event_limit: int = 1000) -> None:
+        self._items: deque[OutFrame | SessionEvent] = deque()
+        self._frames = 0
+        self._events = 0
+        self._frame_limit = frame_limit
+        self._event_limit = event_limit
+        self._ready = asyncio.Event()
+        self._error: ParleyError | None = None
+        self._ended = False
+        self.dropped_total = 0
+        self.dropped_pending = 0
+
+    def put_frame(self, frame: OutFrame) -> None:
+        if self._ended:
+            return
+        if self._frames >= self._frame_limit:
+            oldest = next(i for i, item in enumerate(self._items) if isinstance(item, OutFrame))
+            del self._items[oldest]
+            self._frames -= 1
+            self.dropped_total += 1
+            self.dropped_pending += 1
+        self._items.append(frame)
+        self._frames += 1
+        self._ready.set()
+
+    def put_event(self, event: SessionEvent) -> None:
+        if self._ended:
+            return
+        if self._events >= self._event_limit:
+            self.fail(ResourceExhausted("stream_event_queue", "the stream reader fell too far behind"))
+            return
+        self._items.append(event)
+        self._events += 1
+        self._ready.set()
+
+    def end(self) -> None:
+        """No more items; the reader finishes what is queued."""
+        self._ended = True
+        self._ready.set()
+
+    def fail(self, error: ParleyError) -> None:
+        """End the stream with an error after nothing else."""
+        self._error = error
+        self._items.clear()
+        self._ended = True
+        self._ready.set()
+
+    async def get(self) -> OutFrame | SessionEvent | None:
+        """The next item; None when the stream ended; raises the error it failed with."""
+        while not self._items:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if isinstance(item, OutFrame):
+            self._frames -= 1
+        else:
+            self._events -= 1
+        return item
+
+
+class FrameAdapter:
+    """Turns the session's 20 ms mono frames into a stream's output format."""
+
+    def __init__(self, session_rate: int, output: AudioFormat) -> None:
+        self._output = output
+        self._resampler = StreamResampler(session_rate, output.sample_rate_hz)
+        self._samples_per_frame = output.sample_rate_hz * output.frame_ms // 1000
+        self._buffer = np.zeros(0, dtype=np.int16)
+
+    def push(self, mono: np.ndarray) -> bytes | None:
+        """Add one session frame; returns an output frame's bytes when one is complete."""
+        mono = self._resampler.process(mono)
+        self._buffer = np.concatenate((self._buffer, mono)) if len(self._buffer) else mono
+        if len(self._buffer) < self._samples_per_frame:
+            return None
+        out, self._buffer = self._buffer[: self._samples_per_frame], self._buffer[self._samples_per_frame:]
+        if self._output.channels == 2:
+            out = np.repeat(out, 2)
+        return out.astype("<i2", copy=False).tobytes()
+
+
+class AttachedStream:
+    """One client's audio stream on a session."""
+
+    def __init__(self, spec: StreamSpec, session_rate: int, frame_limit: int) -> None:
+        self.spec = spec
+        self.outbox = Outbox(frame_limit)
+        self.adapter = FrameAdapter(session_rate, spec.output)
+        self.sequence = 0
+        self.taken_over = False
+
+    def take_over(self) -> None:
+        self.taken_over = True
+        self.outbox.fail(Aborted("another stream took over this session", reason="STREAM_TAKEN_OVER"))

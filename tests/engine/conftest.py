@@ -1,0 +1,116 @@
+"""Engine tests: a client that drives a real session over StreamAudio."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+import pytest
+
+from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import audio_pb2, events_pb2, session_pb2
+
+# Stand-in providers (cheap and deterministic) isolate the engine in tests that
+# are about timing and state, not about speech quality.
+STAND_IN_PROVIDERS = session_pb2.ProvidersConfig(
+    tts=session_pb2.ProviderSpec(name="tone"),
+    stt=session_pb2.ProviderSpec(name="scripted"),
+    vad=session_pb2.ProviderSpec(name="energy"),
+    llm=session_pb2.ProviderSpec(name="echo"),
+)
+
+
+@dataclass
+class Frame:
+    pcm: np.ndarray
+    sequence: int
+    utterance_id: str
+    received: float
+
+
+@dataclass
+class StreamClient:
+    """One client's StreamAudio call: sends audio, records every frame and event."""
+
+    call: grpc.aio.StreamStreamCall
+    frames: list[Frame] = field(default_factory=list)
+    events: list[events_pb2.SessionEvent] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)  # "frame" / event kind, in arrival order
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _reader: asyncio.Task | None = None
+
+    async def _read(self) -> None:
+        async for response in self.call:
+            if response.WhichOneof("message") == "audio":
+                a = response.audio
+                self.frames.append(Frame(np.frombuffer(a.pcm, dtype="<i2"), a.sequence, a.utterance_id, time.monotonic()))
+                self.items.append("frame")
+            else:
+                self.events.append(response.event)
+                self.items.append(response.event.WhichOneof("event"))
+            self._changed.set()
+
+    async def send(self, pcm: np.ndarray, *, rate: int = 16000, chunk_ms: int = 20, realtime: bool = True) -> None:
+        step = rate * chunk_ms // 1000
+        start = time.monotonic()
+        for n, i in enumerate(range(0, len(pcm), step)):
+            await self.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=pcm[i:i + step].astype("<i2").tobytes())))
+            if realtime:
+                delay = start + (n + 1) * chunk_ms / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+    async def send_silence(self, seconds: float, rate: int = 16000) -> None:
+        await self.send(np.zeros(int(seconds * rate), dtype=np.int16), rate=rate)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; events so far: {[e.WhichOneof('event') for e in self.events]}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def of(self, kind: str) -> list:
+        return [getattr(e, kind) for e in self.events if e.WhichOneof("event") == kind]
+
+    def utterance_states(self, utterance_id: str) -> list[int]:
+        return [u.utterance.state for u in self.of("utterance_updated") if u.utterance.id == utterance_id]
+
+    async def aclose(self) -> None:
+        self.call.cancel()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def open_stream(stub, session: str, *, input_rate: int = 16000, take_over: bool = False,
+                      output: audio_pb2.AudioFormat | None = None) -> StreamClient:
+    call = stub.StreamAudio()
+    config = pb.StreamConfig(session=session, input_format=audio_pb2.AudioFormat(sample_rate_hz=input_rate),
+                             take_over=take_over)
+    if output is not None:
+        config.output_format.CopyFrom(output)
+    await call.write(pb.StreamAudioRequest(config=config))
+    client = StreamClient(call)
+    client._reader = asyncio.create_task(client._read())
+    return client
+
+
+def rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if len(pcm) else 0.0
+
+
+@pytest.fixture
+async def start_session(stub):  # type: ignore[no-untyped-def]
+    async def start(**config) -> session_pb2.Session:  # type: ignore[no-untyped-def]
+        config.setdefault("providers", STAND_IN_PROVIDERS)
+        return (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(**config)))).session
+    return start
