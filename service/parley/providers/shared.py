@@ -9,6 +9,7 @@ loop (an asyncio.Lock), never by parking a pool thread.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -51,6 +52,16 @@ class ModelCache:
                 shared = self._models[key] = SharedModel(load())
             return shared  # type: ignore[return-value]
 
+    def close(self) -> None:
+        """Free the models that hold native memory (llama.cpp), while the interpreter still can."""
+        with self._lock:
+            models, self._models = list(self._models.values()), {}
+        for shared in models:
+            close = getattr(shared.model, "close", None)
+            if callable(close):
+                close()
+
 
 MODELS = ModelCache()
 """The process's loaded models (read-only weights shared by all sessions)."""
+atexit.register(MODELS.close)
