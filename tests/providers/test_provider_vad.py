@@ -20,12 +20,13 @@ def run(vad_name: str, pcm: np.ndarray, workers: Workers, chunk_ms: int = 20, **
     return events
 
 
+@pytest.mark.parametrize("vad", ["webrtc", "silero"])
 @pytest.mark.parametrize("text", ["what is the weather today", "please send the file to my office", "yes"])
-async def test_webrtc_finds_speech_edges_within_100_ms(
-    text: str, speak: Callable[[str], Awaitable[Speech]], workers: Workers
+async def test_vad_finds_speech_edges_within_100_ms(
+    vad: str, text: str, speak: Callable[[str], Awaitable[Speech]], workers: Workers
 ) -> None:
     speech = await speak(text)
-    events = run("webrtc", speech.pcm, workers)
+    events = run(vad, speech.pcm, workers)
     assert [e.type for e in events] == [VADEventType.SPEECH_START, VADEventType.SPEECH_END]
     assert abs(events[0].time_ms - speech.start_ms) <= 100
     assert abs(events[1].time_ms - speech.end_ms) <= 100
@@ -56,10 +57,12 @@ async def test_two_sentences_with_a_long_pause_are_two_segments(
     assert abs(events[2].time_ms - (offset + two.start_ms)) <= 100
 
 
-def test_webrtc_silence_and_noise_floor_are_not_speech(workers: Workers) -> None:
+@pytest.mark.parametrize("vad", ["webrtc", "silero"])
+def test_silence_and_noise_floor_are_not_speech(vad: str, workers: Workers) -> None:
     rng = np.random.default_rng(1)
     quiet = (rng.standard_normal(16000 * 2) * 30).astype(np.int16)
-    assert run("webrtc", quiet, workers) == []
+    assert run(vad, quiet, workers) == []
+    assert run(vad, np.zeros(16000, np.int16), workers) == []
 
 
 def test_energy_stand_in_finds_a_tone(workers: Workers) -> None:
