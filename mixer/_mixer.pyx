@@ -63,7 +63,9 @@ cdef inline double qsin(double x) noexcept nogil:
 
 
 cdef inline double clamp01(double x) noexcept nogil:
-    return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
+    """Clamp a fade position, snapping rounding residue at the ends (fades are
+    at most a few million samples, so real positions are never this close)."""
+    return 0.0 if x < 1e-9 else (1.0 if x > 1.0 - 1e-9 else x)
 
 
 cdef struct Slot:
@@ -99,6 +101,7 @@ cdef class MixKernel:
     cdef bint paused, held
     cdef double hold_out_rate, hold_in_rate
     cdef Py_ssize_t cut_left
+    cdef Py_ssize_t last_ns                   # speech frames mixed in the previous frame
     cdef double kappa, duck_lin, duck_attack_rate, duck_release_rate
     cdef Slot slots[SLOTS]
     cdef list _clips
@@ -299,6 +302,7 @@ cdef class MixKernel:
 
     cdef Py_ssize_t _mix(self) noexcept nogil:
         cdef Py_ssize_t ns = self._mix_speech()
+        self.last_ns = ns
         cdef bint kappa_moves = self._duck_envelope(ns > 0)
         cdef int i
         for i in range(SLOTS):
@@ -322,6 +326,8 @@ cdef class MixKernel:
             self.held = hold
             if self.cut_left < 0:
                 self.s_rate = -self.hold_out_rate if hold else self.hold_in_rate
+                if hold and self.last_ns == 0:
+                    self.s_phi, self.s_rate = 0.0, 0.0   # nothing sounding: no fade needed
         if self.cut_left < 0 and self.s_phi >= 1.0 and self.s_rate > 0.0:
             self.s_rate = 0.0
         if self.cut_left < 0 and self.s_phi <= 0.0 and self.s_rate <= 0.0:

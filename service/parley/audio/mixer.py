@@ -203,7 +203,8 @@ class Mixer:
         if not self._queue:
             return 0
         head = self._queue[0]
-        audible = self._k.speech_level > 0.0
+        # Fade only speech that is sounding; what has not started can stop at once.
+        audible = self._speaking and head.played > 0 and self._k.speech_level > 0.0
         tail = min(self._samples(fade_ms), head.pending) if audible else 0
         if scope == "all":
             self._k.remove(tail, self._k.speech_queued - tail)
