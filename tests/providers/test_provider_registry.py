@@ -74,3 +74,10 @@ def test_unknown_stage() -> None:
 def test_every_stage_lists_its_default() -> None:
     for stage in registry.STAGES:
         assert registry.default_name(stage) in registry.names(stage)
+
+
+@pytest.mark.parametrize("stage", ["tts", "stt", "llm"])
+async def test_defaults_warm_up_from_installed_packages(stage: str, workers: Workers) -> None:
+    provider = registry.build(stage, "", {}, workers=workers)
+    await provider.warm_up()
+    await provider.warm_up()

@@ -52,6 +52,9 @@ class TTS(ABC):
         the generator stops synthesis.
         """
 
+    async def warm_up(self) -> None:
+        """Load models now rather than on first use (e.g. at server start); optional."""
+
 
 # --- speech to text ---------------------------------------------------------
 
@@ -94,6 +97,9 @@ class STT(ABC):
 
     @abstractmethod
     def stream(self) -> STTStream: ...
+
+    async def warm_up(self) -> None:
+        """Load models now rather than on first use (e.g. at server start); optional."""
 
 
 # --- voice activity detection -----------------------------------------------
@@ -168,3 +174,6 @@ class LLM(ABC):
 
     async def aclose(self) -> None:
         """Release connections or other per-session resources; idempotent."""
+
+    async def warm_up(self) -> None:
+        """Load models now rather than on first use (e.g. at server start); optional."""

@@ -61,6 +61,9 @@ class LocalLLM(LLM):
         except Exception as exc:
             raise ProviderError("failed", "llm", self.name, f"cannot load model: {exc}") from exc
 
+    async def warm_up(self) -> None:
+        await self.shared_model()
+
     async def chat(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]:
         shared = await self.shared_model()
         lock = shared.lock()

@@ -56,6 +56,9 @@ class WhisperSTT(STT):
         except Exception as exc:
             raise ProviderError("failed", "stt", self.name, f"cannot load model: {exc}") from exc
 
+    async def warm_up(self) -> None:
+        await self.model()
+
     def stream(self) -> STTStream:
         return WhisperStream(self)
 

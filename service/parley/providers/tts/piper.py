@@ -56,12 +56,16 @@ class PiperTTS(SegmentedTTS):
         self._config = SynthesisConfig(length_scale=options["length_scale"])
         self._shared: SharedModel[Any] | None = None
 
-    async def _piece(self, piece: str) -> np.ndarray:
+    async def warm_up(self) -> None:
         if self._shared is None:
             try:
                 self._shared = await self._workers.run(MODELS.get, ("piper", VOICES[0]), _load)
             except Exception as exc:
                 raise ProviderError("failed", "tts", self.name, f"cannot load voice: {exc}") from exc
+
+    async def _piece(self, piece: str) -> np.ndarray:
+        await self.warm_up()
+        assert self._shared is not None
         async with self._shared.lock():
             return await super()._piece(piece)
 
