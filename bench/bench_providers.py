@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import soxr
-
 from parley.chat import ChatMessage, Role
 from parley.providers import registry
 from parley.providers.base import TTS, TextDelta, Usage, VADEventType
@@ -108,7 +107,7 @@ async def bench_stt(name: str, voices: dict[str, list[np.ndarray]], workers: Wor
     for voice, clips in voices.items():
         errors = total_words = 0
         finals, rtfs = [], []
-        for text, pcm in zip(SENTENCES, clips):
+        for text, pcm in zip(SENTENCES, clips, strict=True):
             for i in range(0, len(pcm), 320):  # 20 ms chunks, as a caller sends them
                 await stream.push(pcm[i : i + 320])
             start = time.perf_counter()

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import numpy as np
 import pytest
 import soxr
-
+from openai_stand_in import StandInOpenAIServer
 from parley.providers import registry
 from parley.providers.workers import Workers
-from openai_stand_in import StandInOpenAIServer
 from provider_speech import LEAD_MS, TAIL_MS, Speech
+
 
 @pytest.fixture
 async def workers() -> AsyncIterator[Workers]:
@@ -28,9 +28,9 @@ def speak(workers: Workers) -> Callable[[str], Awaitable[Speech]]:
         tts = registry.build("tts", "", {}, workers=workers)
         audio = np.concatenate([chunk async for chunk in tts.synthesize(text)])
         voice = soxr.resample(audio, tts.sample_rate, 16000)
-        pcm = np.concatenate(
-            [np.zeros(16 * LEAD_MS, np.int16), voice, np.zeros(16 * TAIL_MS, np.int16)]
-        ).astype(np.int16)
+        pcm = np.concatenate([np.zeros(16 * LEAD_MS, np.int16), voice, np.zeros(16 * TAIL_MS, np.int16)]).astype(
+            np.int16
+        )
         loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 100)
         return Speech(pcm, loud[0] / 16, loud[-1] / 16)
 

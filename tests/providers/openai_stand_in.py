@@ -114,7 +114,8 @@ class StandInOpenAIServer:
             payload = json.dumps({"error": {"message": "stand-in failure", "type": "server_error"}}).encode()
             writer.write(
                 f"HTTP/1.1 {reply.status} Error\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload
             )
             await writer.drain()
             return

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from parley.chat import ChatMessage, Role, ToolCall
 from parley.errors import InvalidArgument
 from parley.providers import registry
@@ -18,7 +17,10 @@ async def test_echo_answers_from_its_template_word_by_word(workers: Workers) -> 
 
 
 async def test_echo_scripted_tool_calls_then_answer(workers: Workers) -> None:
-    options = {"tool_calls": [{"name": "lookup", "arguments": {"q": "x"}}], "after_tools_template": "Found {tool_results}"}
+    options = {
+        "tool_calls": [{"name": "lookup", "arguments": {"q": "x"}}],
+        "after_tools_template": "Found {tool_results}",
+    }
     llm = registry.build("llm", "echo", options, workers=workers)
     history = [ChatMessage(Role.USER, "find x")]
     first = [c async for c in llm.chat(history, [])]

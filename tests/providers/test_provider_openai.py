@@ -5,7 +5,6 @@ import json
 from contextlib import aclosing
 
 import pytest
-
 from openai_stand_in import Reply, StandInOpenAIServer, finish_chunk, text_chunk, tool_chunk, usage_chunk
 from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.errors import InvalidArgument
@@ -13,9 +12,7 @@ from parley.providers import registry
 from parley.providers.base import LLM, ProviderError, TextDelta, Usage
 from parley.providers.workers import Workers
 
-WEATHER = ToolSpec(
-    "get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}}
-)
+WEATHER = ToolSpec("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}})
 ASK = [ChatMessage(Role.SYSTEM, "Be brief."), ChatMessage(Role.USER, "What is the weather in Oslo?")]
 
 
@@ -24,9 +21,9 @@ def openai(server: StandInOpenAIServer, workers: Workers, **options: object) -> 
     return registry.build("llm", "openai", base | options, workers=workers)
 
 
-async def collect(llm: LLM, messages: list[ChatMessage] = ASK, tools: list[ToolSpec] = []) -> list[object]:
+async def collect(llm: LLM, messages: list[ChatMessage] = ASK, tools: tuple[ToolSpec, ...] = ()) -> list[object]:
     try:
-        return [chunk async for chunk in llm.chat(messages, tools)]
+        return [chunk async for chunk in llm.chat(messages, list(tools))]
     finally:
         await llm.aclose()
 
@@ -34,7 +31,9 @@ async def collect(llm: LLM, messages: list[ChatMessage] = ASK, tools: list[ToolS
 async def test_streams_tokens_as_they_arrive(openai_stand_in: StandInOpenAIServer, workers: Workers) -> None:
     gate = asyncio.Event()
     openai_stand_in.replies.append(
-        Reply([text_chunk("It is"), text_chunk(" sunny"), text_chunk(".", finish="stop"), usage_chunk(12, 3)], gate=gate)
+        Reply(
+            [text_chunk("It is"), text_chunk(" sunny"), text_chunk(".", finish="stop"), usage_chunk(12, 3)], gate=gate
+        )
     )
     llm = openai(openai_stand_in, workers)
     async with aclosing(llm.chat(ASK, [])) as stream:
@@ -57,22 +56,26 @@ async def test_streams_tokens_as_they_arrive(openai_stand_in: StandInOpenAIServe
 
 async def test_parses_streamed_tool_calls(openai_stand_in: StandInOpenAIServer, workers: Workers) -> None:
     openai_stand_in.replies.append(
-        Reply([
-            tool_chunk(0, id="call_a", name="get_weather", arguments='{"ci'),
-            tool_chunk(0, arguments='ty": "Oslo"}'),
-            tool_chunk(1, id="call_b", name="get_weather", arguments='{"city": "Bergen"}'),
-            finish_chunk("tool_calls"),
-        ])  # fmt: skip
+        Reply(
+            [
+                tool_chunk(0, id="call_a", name="get_weather", arguments='{"ci'),
+                tool_chunk(0, arguments='ty": "Oslo"}'),
+                tool_chunk(1, id="call_b", name="get_weather", arguments='{"city": "Bergen"}'),
+                finish_chunk("tool_calls"),
+            ]
+        )  # fmt: skip
     )
-    chunks = await collect(openai(openai_stand_in, workers), tools=[WEATHER])
+    chunks = await collect(openai(openai_stand_in, workers), tools=(WEATHER,))
     assert chunks == [
         ToolCall("call_a", "get_weather", '{"city": "Oslo"}'),
         ToolCall("call_b", "get_weather", '{"city": "Bergen"}'),
         Usage(0, 0),
     ]
     assert openai_stand_in.requests[0].body["tools"] == [
-        {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
-                                          "parameters": WEATHER.parameters}}  # fmt: skip
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "description": "Weather for a city", "parameters": WEATHER.parameters},
+        }  # fmt: skip
     ]
 
 
@@ -83,13 +86,15 @@ async def test_sends_tool_results_back_in_openai_form(openai_stand_in: StandInOp
         ChatMessage(Role.ASSISTANT, "", tool_calls=[call]),
         ChatMessage(Role.TOOL, '{"sky": "clear"}', tool_call_id="call_a"),
     ]
-    chunks = await collect(openai(openai_stand_in, workers), history, [WEATHER])
+    chunks = await collect(openai(openai_stand_in, workers), history, (WEATHER,))
     assert chunks[0] == TextDelta("Sunny in Oslo.")
     sent = openai_stand_in.requests[0].body["messages"]
     assert sent[2] == {
         "role": "assistant",
         "content": None,
-        "tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": call.arguments_json}}],
+        "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": call.arguments_json}}
+        ],
     }
     assert sent[3] == {"role": "tool", "tool_call_id": "call_a", "content": '{"sky": "clear"}'}
 
@@ -147,7 +152,7 @@ async def test_tool_call_with_broken_arguments_is_malformed(
         Reply([tool_chunk(0, id="c", name="get_weather", arguments='{"city": '), finish_chunk("tool_calls")])
     )
     with pytest.raises(ProviderError) as err:
-        await collect(openai(openai_stand_in, workers), tools=[WEATHER])
+        await collect(openai(openai_stand_in, workers), tools=(WEATHER,))
     assert err.value.kind == "malformed"
 
 
@@ -167,7 +172,10 @@ async def test_stream_cut_before_the_end_is_failed(openai_stand_in: StandInOpenA
 
 async def test_nothing_listening_is_failed(workers: Workers) -> None:
     llm = registry.build(
-        "llm", "openai", {"base_url": "http://127.0.0.1:9/v1", "max_retries": 1, "retry_backoff_s": 0.0}, workers=workers
+        "llm",
+        "openai",
+        {"base_url": "http://127.0.0.1:9/v1", "max_retries": 1, "retry_backoff_s": 0.0},
+        workers=workers,
     )
     with pytest.raises(ProviderError) as err:
         await collect(llm)
@@ -234,8 +242,8 @@ def test_bad_base_url_is_rejected(workers: Workers) -> None:
 
 
 def test_request_json_is_plain_json() -> None:
-    from parley.providers.llm.openai_wire import request_body
     from parley.providers.llm.openai import OPTIONS
+    from parley.providers.llm.openai_wire import request_body
     from parley.providers.options import validate
 
     body = request_body("m", ASK, [WEATHER], validate(OPTIONS, {}, "x"))

@@ -3,11 +3,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-
 from parley.providers import registry
 from parley.providers.base import Transcript
 from parley.providers.workers import Workers
-
 from provider_speech import Speech, frames
 
 
@@ -30,7 +28,9 @@ async def test_default_stt_hears_the_weather(speak: Callable[[str], Awaitable[Sp
     assert "weather" in final.text.lower()
 
 
-async def test_whisper_word_timings_follow_the_audio(speak: Callable[[str], Awaitable[Speech]], workers: Workers) -> None:
+async def test_whisper_word_timings_follow_the_audio(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
     speech = await speak("what is the weather today")
     final, interims = await transcribe("whisper", speech, workers)
     assert interims == []
@@ -61,7 +61,9 @@ async def test_finish_without_audio_is_an_empty_final(workers: Workers) -> None:
         assert await stream.finish() == Transcript("", True, [])
 
 
-async def test_pocketsphinx_streams_interim_results(speak: Callable[[str], Awaitable[Speech]], workers: Workers) -> None:
+async def test_pocketsphinx_streams_interim_results(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
     speech = await speak("what is the weather today")
     final, interims = await transcribe("pocketsphinx", speech, workers)
     assert interims and not any(t.is_final for t in interims)

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from parley.providers.text import segments
 
 
 def test_sentences_and_long_clauses_split() -> None:
     text = "Hi. I looked at the calendar for next week, and Tuesday is free; shall I book it?"
-    assert segments(text, clause_chars=30) == ["Hi.", "I looked at the calendar for next week,", "and Tuesday is free; shall I book it?"]
+    assert segments(text, clause_chars=30) == [
+        "Hi.",
+        "I looked at the calendar for next week,",
+        "and Tuesday is free; shall I book it?",
+    ]
 
 
 def test_long_run_without_punctuation_is_cut_at_words() -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from parley.errors import InvalidArgument
 from parley.providers import registry
 from parley.providers.tts import espeak_engine
@@ -64,7 +63,9 @@ async def test_espeak_closing_the_stream_stops_synthesis(workers: Workers, monke
 async def test_espeak_rate_option_changes_duration(workers: Workers) -> None:
     async def seconds(rate: int) -> float:
         tts = registry.build("tts", "espeak", {"rate": rate}, workers=workers)
-        return sum([len(c) async for c in tts.synthesize("the quick brown fox jumps over the lazy dog")]) / tts.sample_rate
+        return (
+            sum([len(c) async for c in tts.synthesize("the quick brown fox jumps over the lazy dog")]) / tts.sample_rate
+        )
 
     assert await seconds(120) > 1.5 * await seconds(300)
 

@@ -4,11 +4,9 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
-
 from parley.providers import registry
 from parley.providers.base import VADEvent, VADEventType
 from parley.providers.workers import Workers
-
 from provider_speech import Speech, frames
 
 
@@ -32,7 +30,9 @@ async def test_vad_finds_speech_edges_within_100_ms(
     assert abs(events[1].time_ms - speech.end_ms) <= 100
 
 
-async def test_webrtc_edges_do_not_depend_on_chunk_size(speak: Callable[[str], Awaitable[Speech]], workers: Workers) -> None:
+async def test_webrtc_edges_do_not_depend_on_chunk_size(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
     speech = await speak("what is the weather today")
     assert run("webrtc", speech.pcm, workers, chunk_ms=7) == run("webrtc", speech.pcm, workers, chunk_ms=100)
 

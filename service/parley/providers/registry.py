@@ -73,13 +73,17 @@ def build(stage: str, name: str, options: dict[str, Any], *, voice: str = "", wo
     name = name or DEFAULTS[stage]
     entry = entries.get(name)
     if entry is None:
-        raise InvalidArgument(f"{field}.name", f"unknown {stage} provider {name!r} (known: {', '.join(sorted(entries))})")
+        raise InvalidArgument(
+            f"{field}.name", f"unknown {stage} provider {name!r} (known: {', '.join(sorted(entries))})"
+        )
     module_name, class_name = entry.target.split(":")
     try:
         module = importlib.import_module(f"parley.providers.{module_name}")
     except ImportError as exc:
         hint = f"; install it with: pip install 'parley[{entry.extra}]'" if entry.extra else ""
-        raise InvalidArgument(f"{field}.name", f"{stage} provider {name!r} is not installed ({exc.name}){hint}") from exc
+        raise InvalidArgument(
+            f"{field}.name", f"{stage} provider {name!r} is not installed ({exc.name}){hint}"
+        ) from exc
     checked = validate(module.OPTIONS, options, f"{field}.options")
     return getattr(module, class_name)(checked, voice=voice, workers=workers)
 

@@ -23,9 +23,7 @@ class SharedModel(Generic[M]):
 
     def __init__(self, model: M) -> None:
         self.model = model
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self._guard = threading.Lock()
 
     def lock(self) -> asyncio.Lock:

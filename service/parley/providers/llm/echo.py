@@ -20,7 +20,9 @@ from parley.providers.options import Opt
 from parley.providers.workers import Workers
 
 OPTIONS = {
-    "template": Opt(str, "You said: {user}", help="{user} is the last user message, {instructions} the last system one"),
+    "template": Opt(
+        str, "You said: {user}", help="{user} is the last user message, {instructions} the last system one"
+    ),
     "after_tools_template": Opt(str, "Done: {tool_results}", help="{tool_results} joins the tool results"),
     "tool_calls": Opt(list, [], items=dict, help='[{"name": "...", "arguments": {...}}, ...]'),
     "token_delay_ms": Opt(int, 0, min=0, max=10_000, help="pause before each word, to imitate generation time"),
@@ -48,9 +50,7 @@ class EchoLLM(LLM):
             results = [m.content for m in _trailing_tool_results(messages)]
             text = self._after_tools.format(tool_results="; ".join(results))
         else:
-            text = self._template.format(
-                user=_last(messages, Role.USER), instructions=_last(messages, Role.SYSTEM)
-            )
+            text = self._template.format(user=_last(messages, Role.USER), instructions=_last(messages, Role.SYSTEM))
         words = text.split(" ")
         for index, word in enumerate(words):
             if self._delay:

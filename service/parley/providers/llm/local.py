@@ -14,7 +14,6 @@ thread; closing the stream stops generation within one token.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -98,7 +97,7 @@ class LocalLLM(LLM):
             async with aclosing(stream_from_thread(self._workers, generate, lock.release)) as tokens:
                 async for text in tokens:
                     yield TextDelta(text)
-        except (asyncio.CancelledError, GeneratorExit, ProviderError):
+        except ProviderError:
             raise
         except Exception as exc:
             raise ProviderError("failed", "llm", self.name, f"{type(exc).__name__}: {exc}") from exc

@@ -7,7 +7,6 @@ audio's length is a known function of the text, with no engine to load.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-
 from typing import Any
 
 import numpy as np
