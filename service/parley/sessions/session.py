@@ -312,6 +312,7 @@ class Session:
 
     def _enqueue(self, job: SpeechJob) -> None:
         self.speaker.enqueue(job)
+        self.pacer.wake()
         self._publish_utterance(job.utterance)
         self._refresh_idle()
 
@@ -462,11 +463,9 @@ class Session:
         )
 
     def _tick(self, frame_index: int) -> None:
+        """Mix one frame, send it, then account for it (so PLAYED follows the last frame)."""
         mixed = self.mixer.mix_frame()
-        speech_samples = mixed.speech_samples
         frame = np.frombuffer(mixed.pcm, dtype=np.int16)
-        current = self.speaker.current
-        self.speaker.on_frame(speech_samples)
         if self.hooks.on_agent_audio is not None:
             replaced = self.hooks.on_agent_audio(frame)
             frame = frame if replaced is None else replaced
@@ -476,12 +475,12 @@ class Session:
             if pcm is not None:
                 dropped_before = stream.outbox.dropped_pending
                 stream.outbox.put_frame(OutFrame(
-                    pcm, stream.sequence, int((time.monotonic() - self._started) * 1000),
-                    current.id if current is not None and speech_samples else "",
+                    pcm, stream.sequence, int((time.monotonic() - self._started) * 1000), str(mixed.tag or ""),
                 ))
                 stream.sequence += 1
                 if stream.outbox.dropped_pending and stream.outbox.dropped_pending == dropped_before:
                     self._report_drops(stream)
+        self.speaker.on_frame()
 
     def _report_drops(self, stream: AttachedStream) -> None:
         count, stream.outbox.dropped_pending = stream.outbox.dropped_pending, 0

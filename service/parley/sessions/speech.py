@@ -1,8 +1,8 @@
 """Agent speech: the utterance queue, synthesis into the mixer, and play-out accounting.
 
 Utterances are spoken one at a time. The current one's text pieces are
-synthesized and pushed into the mixer's speech queue as they come; the
-mixer reports, frame by frame, how many speech samples went out, and an
+synthesized and pushed into the mixer's speech queue as they come. After
+each frame the mixer tells how many of the utterance's samples went out; an
 utterance is PLAYED only once its last sample has been mixed into a frame.
 The next utterance is synthesized only after that, so the mixer's speech
 queue only ever holds the current utterance and an interruption drops
@@ -140,12 +140,15 @@ class Speaker:
 
     # -- play-out accounting (called by the pacer after each frame) ------------------
 
-    def on_frame(self, speech_samples: int) -> None:
+    def on_frame(self) -> None:
         playing = self._playing
-        if playing is None or speech_samples <= 0:
+        if playing is None:
             return
         utterance = playing.job.utterance
-        playing.played += speech_samples
+        played = self._mixer.played_samples(utterance.id)
+        if played == playing.played:
+            return
+        playing.played = played
         utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
         if utterance.mark_speaking():
             playing.first_audio_time = time.monotonic()
