@@ -74,7 +74,7 @@ class Transcript:
 
 
 class STTStream(ABC):
-    """One caller's speech, utterance after utterance."""
+    """One caller's speech, utterance after utterance. Calls on one stream must not overlap."""
 
     @abstractmethod
     async def push(self, pcm: np.ndarray) -> Transcript | None:
