@@ -316,7 +316,7 @@ cdef class MixKernel:
         cdef Py_ssize_t ns, t, i, c, k, first
         cdef bint hold = self.paused
         cdef double phi
-        cdef float g
+        cdef float g = 0.0
         cdef float* acc = self._acc
         cdef const int16_t* src
         for i in range(SLOTS):
@@ -403,7 +403,7 @@ cdef class MixKernel:
         cdef Py_ssize_t F = self.frame_samples, ch = self.channels, n = self.n
         cdef Py_ssize_t t, i, k, first
         cdef double phi = s.phi, d, sk
-        cdef float g
+        cdef float g = 0.0
         cdef float* acc = self._acc
         cdef float* gain = self._gain
         cdef const int16_t* src

@@ -265,3 +265,33 @@ def test_bad_arguments_raise_invalid_argument():
         with pytest.raises(InvalidArgument) as err:
             call()
         assert err.value.field == field
+
+
+def test_late_audio_for_an_interrupted_utterance_is_discarded():
+    m = Mixer(RATE)
+    m.push_speech(voice(0.5), "a")
+    m.push_speech(voice(0.5), "b")
+    run(m, 3)
+    played = m.interrupt(0)
+    assert played == 3 * FRAME
+    assert m.push_speech(voice(0.1), "a") is False
+    assert m.push_speech(voice(0.1), "b") is False
+    m.end_speech("a")
+    ends = [e for f in (m.mix_frame() for _ in range(3)) for e in f.ended]
+    assert ends == [SpeechEnd("b", 0, True), SpeechEnd("a", played, True)]
+    assert m.speech_queued_samples == 0 and m.played_samples("a") == played
+    assert m.push_speech(voice(0.1), "c") is True
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+@pytest.mark.parametrize("sound", ["builtin:ambience", "builtin:thinking"])
+def test_stopping_a_built_in_sound_never_steps_more_than_the_sound_itself(rate, sound):
+    clip = load_clip(sound, rate)
+    for frames_before in (3, 17, 101):
+        m = Mixer(rate)
+        m.play_layer("background", clip, gain=1.0)  # default 100 ms fade in
+        before = run(m, frames_before)
+        m.stop_layer("background")  # default 400 ms fade out
+        after = run(m, 25)
+        assert max_step(np.concatenate([before, after])) <= max_step(clip.pcm)
+        assert not after[-m.frame_samples :].any() and not m.layer_playing("background")

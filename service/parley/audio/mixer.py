@@ -118,7 +118,7 @@ class Mixer:
         self._k.set_speech_gain(speech_gain)
         self._queue: deque[_Utterance] = deque()
         self._ended: list[SpeechEnd] = []
-        self._history: OrderedDict[Hashable, int] = OrderedDict()
+        self._history: OrderedDict[Hashable, SpeechEnd] = OrderedDict()
         self._current = {"background": 0, "thinking": 2}
         self._fade_out = {"background": DEFAULT_FADE_OUT_MS, "thinking": DEFAULT_FADE_OUT_MS}
         self._speaking = False
@@ -143,15 +143,20 @@ class Mixer:
 
     @property
     def speech_paused(self) -> bool:
+        """Whether speech is held: paused, or replaced by a playback-mode layer."""
         return self._k.speech_held
 
-    def push_speech(self, pcm: PcmLike, tag: Hashable) -> None:
+    def push_speech(self, pcm: PcmLike, tag: Hashable) -> bool:
         """Queue int16 speech already at the output rate (interleaved if stereo).
 
-        Raises InvalidArgument for malformed PCM or a tag that already ended,
-        and ResourceExhausted (queuing nothing) when the chunk does not fit.
+        Returns False, queuing nothing, for a tag that was interrupted or
+        dropped (late TTS audio is discarded). Raises InvalidArgument for
+        malformed PCM or a tag whose speech already ended, and
+        ResourceExhausted (queuing nothing) when the chunk does not fit.
         """
         arr = as_int16(pcm, self.channels)
+        if self._was_interrupted(tag):
+            return False
         last = self._queue[-1] if self._queue else None
         if last is None or last.tag != tag or last.ended:
             if any(u.tag == tag for u in self._queue):
@@ -168,6 +173,7 @@ class Mixer:
                 f"(limit {self.speech_limit_samples}); wait for space or push smaller chunks",
             )
         last.pending += arr.size // self.channels
+        return True
 
     def end_speech(self, tag: Hashable) -> None:
         """Mark that no more audio comes for `tag` (also for a tag with no audio)."""
@@ -175,6 +181,8 @@ class Mixer:
             if u.tag == tag:
                 u.ended = True
                 return
+        if tag in self._history:
+            return
         if self._queue:
             self._queue[-1].ended = True
         u = _Utterance(tag)
@@ -186,7 +194,8 @@ class Mixer:
         for u in self._queue:
             if u.tag == tag:
                 return u.played
-        return self._history.get(tag, 0)
+        end = self._history.get(tag)
+        return end.played_samples if end else 0
 
     def interrupt(self, fade_ms: int = DEFAULT_FADE_OUT_MS, scope: Scope = "all") -> int:
         """Stop the current utterance with an equal-power fade; returns its played samples.
@@ -232,7 +241,7 @@ class Mixer:
             del self._queue[index]
             self._drop(u)
             return 0
-        return self._history.get(tag, 0)
+        return self.played_samples(tag)
 
     def pause_speech(self, fade_ms: int = DEFAULT_FADE_OUT_MS) -> None:
         """Fade speech out and hold it; queued speech stays (for false interruptions).
@@ -344,17 +353,24 @@ class Mixer:
         """Retire utterances at the head that ended and have nothing left to play."""
         while self._queue and self._queue[0].ended and self._queue[0].pending == 0:
             u = self._queue.popleft()
-            self._ended.append(SpeechEnd(u.tag, u.played, u.interrupted))
-            self._remember(u)
+            self._remember(SpeechEnd(u.tag, u.played, u.interrupted))
 
     def _drop(self, u: _Utterance) -> None:
-        """Record a queued utterance removed before (or while) it played."""
-        self._ended.append(SpeechEnd(u.tag, u.played, True))
-        self._remember(u)
+        """Record a queued utterance removed before it played."""
+        u.interrupted = True
+        self._remember(SpeechEnd(u.tag, u.played, True))
 
-    def _remember(self, u: _Utterance) -> None:
-        self._history[u.tag] = u.played
-        self._history.move_to_end(u.tag)
+    def _was_interrupted(self, tag: Hashable) -> bool:
+        for u in self._queue:
+            if u.tag == tag:
+                return u.interrupted
+        end = self._history.get(tag)
+        return end is not None and end.interrupted
+
+    def _remember(self, end: SpeechEnd) -> None:
+        self._ended.append(end)
+        self._history[end.tag] = end
+        self._history.move_to_end(end.tag)
         while len(self._history) > ENDED_HISTORY:
             self._history.popitem(last=False)
 

@@ -57,11 +57,9 @@ def resample(pcm: np.ndarray, from_rate: int, to_rate: int, channels: int = 1) -
     _check_rates(from_rate, to_rate)
     if from_rate == to_rate or arr.size == 0:
         return arr.copy()
-    frames = arr.reshape(-1, channels) if channels > 1 else arr
+    frames = _to_float(arr, channels)
     out = soxr.resample(frames, from_rate, to_rate, quality="HQ")
-    want = round(len(frames) * to_rate / from_rate)
-    out = fit_length(out, want)
-    return np.ascontiguousarray(out, dtype=np.int16).reshape(-1)
+    return _to_int16(fit_length(out, round(len(frames) * to_rate / from_rate)))
 
 
 def fit_length(x: np.ndarray, frames: int) -> np.ndarray:
@@ -87,7 +85,7 @@ class StreamResampler:
         self.to_rate = to_rate
         self.channels = channels
         self._stream = (
-            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, channels, dtype="int16", quality="HQ")
+            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
         )
 
     def process(self, pcm: PcmLike, last: bool = False) -> np.ndarray:
@@ -95,9 +93,18 @@ class StreamResampler:
         arr = as_int16(pcm, self.channels)
         if self._stream is None:
             return arr.copy()
-        frames = arr.reshape(-1, self.channels) if self.channels > 1 else arr
-        out = self._stream.resample_chunk(frames, last=last)
-        return np.ascontiguousarray(out, dtype=np.int16).reshape(-1)
+        return _to_int16(self._stream.resample_chunk(_to_float(arr, self.channels), last=last))
+
+
+def _to_float(arr: np.ndarray, channels: int) -> np.ndarray:
+    # Resample in float32 and round ourselves: soxr's int16 output adds TPDF
+    # dither, which would make chunked and one-shot results differ.
+    x = arr.astype(np.float32)
+    return x.reshape(-1, channels) if channels > 1 else x
+
+
+def _to_int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), -32768, 32767).astype(np.int16).reshape(-1)
 
 
 def _check_rates(from_rate: int, to_rate: int) -> None:

@@ -1,0 +1,62 @@
+"""PCM helpers: validation and resampling of speech chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mix_reference import peak_hz, snr_db, tone
+from parley.audio import StreamResampler, as_int16, resample, to_bytes
+from parley.errors import InvalidArgument
+
+
+def tts_like(rate: int, seconds: float) -> np.ndarray:
+    return np.rint(tone(1000.0, rate, seconds) * 32768).astype(np.int16)
+
+
+@pytest.mark.parametrize("to_rate", [16000, 24000, 48000])
+def test_resample_tts_rate_keeps_pitch_length_and_quality(to_rate):
+    out = resample(tts_like(22050, 1.0), 22050, to_rate)
+    assert out.dtype == np.int16 and out.size == to_rate
+    assert abs(peak_hz(out / 32768.0, to_rate) - 1000.0) <= 1.0
+    edge = to_rate // 50
+    ideal = tone(1000.0, to_rate, 1.0)
+    assert snr_db((out / 32768.0)[edge:-edge], ideal[edge:-edge]) >= 90.0
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_stream_resampler_matches_one_shot_across_chunk_edges(channels):
+    rng = np.random.default_rng(5)
+    mono = tts_like(22050, 1.0)
+    pcm = np.repeat(mono, channels) if channels == 2 else mono
+    whole = resample(pcm, 22050, 24000, channels)
+    stream = StreamResampler(22050, 24000, channels)
+    pieces, pos = [], 0
+    while pos < mono.size:
+        n = int(rng.integers(1, 3000))
+        pieces.append(stream.process(pcm[pos * channels : (pos + n) * channels]))
+        pos += n
+    pieces.append(stream.process(b"", last=True))
+    joined = np.concatenate(pieces)
+    assert abs(joined.size - whole.size) <= channels
+    n = min(joined.size, whole.size)
+    assert np.max(np.abs(joined[:n].astype(int) - whole[:n])) <= 1
+
+
+def test_same_rate_is_a_copy():
+    pcm = tts_like(24000, 0.1)
+    assert np.array_equal(resample(pcm, 24000, 24000), pcm)
+    assert np.array_equal(StreamResampler(24000, 24000).process(pcm.tobytes()), pcm)
+
+
+def test_bytes_round_trip_and_validation():
+    pcm = tts_like(16000, 0.01)
+    assert np.array_equal(as_int16(to_bytes(pcm)), pcm)
+    with pytest.raises(InvalidArgument, match="odd byte length"):
+        as_int16(b"\x01\x02\x03")
+    with pytest.raises(InvalidArgument, match="wrong sample width"):
+        as_int16(np.zeros(3, np.float64))
+    with pytest.raises(InvalidArgument, match="whole number"):
+        as_int16(np.zeros(3, np.int16), channels=2)
+    with pytest.raises(InvalidArgument):
+        resample(pcm, 0, 16000)
