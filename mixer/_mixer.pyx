@@ -5,9 +5,9 @@ Numbers
     Samples are int16, interleaved when there are two channels. Gains are
     float32 and the mix accumulates in float32: an int16 sample times a gain
     of at most 2, summed over five sources, stays below 2**19, where float32
-    still resolves 1/32 LSB, so the sum is as good as an int32 one. Each output
-    sample is saturated to [-32768, 32767] and rounded half-to-even to an
-    integer; nothing ever wraps. float32 is used rather than Q15 fixed point
+    still resolves 1/32 LSB, so the sum is as good as an int32 one. Each sum
+    is rounded half-to-even to an int32 and saturated to [-32768, 32767];
+    nothing ever wraps. float32 is used rather than Q15 fixed point
     because int16 * float32 vectorizes at baseline x86-64 (SSE2) while 32-bit
     integer multiplies do not, and float gains need no rescaling for ramps.
 
@@ -266,10 +266,6 @@ cdef class MixKernel:
     def slot_stopping(self, int i) -> bool:
         self._check_slot(i)
         return self.slots[i].active and self.slots[i].stopping
-
-    def slot_level(self, int i) -> float:
-        self._check_slot(i)
-        return self.slots[i].phi if self.slots[i].active else 0.0
 
     def set_ducking(self, double duck_lin, Py_ssize_t attack, Py_ssize_t release) -> None:
         """Ducked slots play at `duck_lin` under speech, ramping over attack/release frames."""

@@ -22,8 +22,9 @@ A mixer is not thread-safe: drive it from one thread (or the event loop).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Hashable, Literal
+from typing import Literal
 
 from parley.audio._mixer import MixKernel
 from parley.audio.layers import Clip
