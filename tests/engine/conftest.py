@@ -82,6 +82,27 @@ class StreamClient:
     def of(self, kind: str) -> list:
         return [getattr(e, kind) for e in self.events if e.WhichOneof("event") == kind]
 
+    def position_of_state(self, utterance_id: str, state: int) -> int:
+        """Arrival position (in `items`) of the event that moved an utterance to `state`."""
+        events = iter(self.events)
+        for position, kind in enumerate(self.items):
+            if kind == "frame":
+                continue
+            event = next(events)
+            u = event.utterance_updated.utterance
+            if kind == "utterance_updated" and u.id == utterance_id and u.state == state:
+                return position
+        raise AssertionError(f"{utterance_id} never reached state {state}")
+
+    def position_of_last_frame(self, utterance_id: str) -> int:
+        """Arrival position (in `items`) of the last frame carrying the utterance's speech."""
+        frames = iter(self.frames)
+        last = -1
+        for position, kind in enumerate(self.items):
+            if kind == "frame" and next(frames).utterance_id == utterance_id:
+                last = position
+        return last
+
     def utterance_states(self, utterance_id: str) -> list[int]:
         return [u.utterance.state for u in self.of("utterance_updated") if u.utterance.id == utterance_id]
 

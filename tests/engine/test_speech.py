@@ -45,23 +45,13 @@ async def test_say_is_played_only_after_its_last_frame(stub, start_session) -> N
     assert rms(audio) > 1000
     # tone stand-in: 11 characters x 60 ms of audio, within a frame of resampling edge
     assert abs(len(audio) / 24000 - 0.66) < 0.03
-    last_frame = max(i for i, f in enumerate(client.frames) if f.utterance_id == said.id)
-    frame_positions = [i for i, kind in enumerate(client.items) if kind == "frame"]
-    played_at = next(i for i, (kind, e) in enumerate(zip(client.items, _events_by_item(client)))
-                     if kind == "utterance_updated" and e.utterance_updated.utterance.state == PLAYED)
-    assert frame_positions[last_frame] < played_at
+    assert 0 < client.position_of_last_frame(said.id) < client.position_of_state(said.id, PLAYED)
     assert client.utterance_states(said.id) == [QUEUED, SPEAKING, PLAYED]
     agent_states = [s.new_state for s in client.of("agent_state_changed")]
     assert agent_states == [session_pb2.AGENT_STATE_SPEAKING, session_pb2.AGENT_STATE_IDLE]
     history = (await stub.Get(pb.GetRequest(session=session.name))).session.chat_history
     assert [(m.role, m.content) for m in history] == [(session_pb2.CHAT_ROLE_ASSISTANT, "hello there")]
     await client.aclose()
-
-
-def _events_by_item(client):  # type: ignore[no-untyped-def]
-    """Align client.items with events (None for frames)."""
-    events = iter(client.events)
-    return [None if kind == "frame" else next(events) for kind in client.items]
 
 
 async def test_interrupt_silences_within_a_frame_and_keeps_only_heard_text(stub, start_session) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import re
 import secrets
@@ -15,11 +16,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from parley.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from parley.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from parley.sessions.config import AgentAction, SessionConfig, validate
 from parley.sessions.idempotency import RequestLog
 from parley.providers.workers import Workers
-from parley.sessions.session import Session, SessionHooks, SessionLimits
+from parley.sessions.session import Session, SessionHooks, SessionLimits, SessionSnapshot
+from parley.sessions.utterance import UtteranceSnapshot
 
 log = logging.getLogger("parley.registry")
 
@@ -36,9 +38,44 @@ class RegistryLimits:
     default_page_size: int = 50
 
 
+class ClosedSession:
+    """What a closed session leaves behind: its final snapshot, for Get, List and WaitUtterance.
+
+    Keeping this instead of the Session releases the session's mixer,
+    providers and buffers as soon as it closes.
+    """
+
+    closed = True
+
+    def __init__(self, session: Session) -> None:
+        self.name = session.name
+        self.owner = session.owner
+        self.idle_ttl_seconds = session.idle_ttl_seconds
+        self._snapshot = session.snapshot()
+        self._utterances = {u.id: u for u in self._snapshot.utterances}
+
+    def snapshot(self, *, full: bool = True) -> SessionSnapshot:
+        return self._snapshot if full else dataclasses.replace(self._snapshot, utterances=(), chat_history=())
+
+    def ensure_active(self) -> None:
+        raise FailedPrecondition(f"{self.name} is closed", reason="SESSION_CLOSED")
+
+    async def close(self, *args: object) -> None:
+        """Closing a closed session changes nothing."""
+
+    async def wait_utterance(self, utterance_id: str) -> UtteranceSnapshot:
+        found = self._utterances.get(utterance_id)
+        if found is None:
+            raise InvalidArgument("utterance_id", f"no utterance {utterance_id[:80]!r} in this session")
+        return found
+
+
+AnySession = Session | ClosedSession
+
+
 @dataclass(frozen=True)
 class Page:
-    sessions: list[Session]
+    sessions: list[AnySession]
     next_page_token: str
 
 
@@ -53,7 +90,7 @@ class SessionRegistry:
         self.session_limits = session_limits
         self.workers = workers or Workers()
         self._active: dict[str, Session] = {}
-        self._closed: OrderedDict[str, Session] = OrderedDict()
+        self._closed: OrderedDict[str, ClosedSession] = OrderedDict()
         self._order: dict[str, int] = {}
         self._counter = 0
         self._starts = RequestLog()
@@ -108,7 +145,7 @@ class SessionRegistry:
             raise
         return session
 
-    def get(self, name: str, *, owner: str = "", field: str = "session") -> Session:
+    def get(self, name: str, *, owner: str = "", field: str = "session") -> AnySession:
         """The session named `name` if `owner` owns it (closed ones included); else NotFound."""
         if not SESSION_NAME.match(name):
             raise InvalidArgument(field, f"must look like 'sessions/{{id}}', got {name[:80]!r}")
@@ -121,6 +158,7 @@ class SessionRegistry:
         """Like get(), but a closed session is FailedPrecondition; marks activity."""
         session = self.get(name, owner=owner, field=field)
         session.ensure_active()
+        assert isinstance(session, Session)
         session.touch()
         return session
 
@@ -143,12 +181,11 @@ class SessionRegistry:
     async def close(
         self, name: str, *, owner: str = "", reason: str = "closed by client", farewell: AgentAction | None = None,
         farewell_timeout: float = 10.0,
-    ) -> Session:
+    ) -> AnySession:
         """Close a session (after its farewell, if any); closing a closed one returns it unchanged."""
         session = self.get(name, owner=owner)
         await session.close(reason or "closed by client", farewell, farewell_timeout)
-        self._retire(session)
-        return session
+        return self._retire(session) if isinstance(session, Session) else session
 
     @property
     def active_count(self) -> int:
@@ -159,13 +196,14 @@ class SessionRegistry:
 
     # -- internals -----------------------------------------------------------
 
-    def _retire(self, session: Session) -> None:
+    def _retire(self, session: Session) -> ClosedSession:
         if self._active.pop(session.name, None) is None:
-            return
-        self._closed[session.name] = session
+            return self._closed[session.name]
+        closed = self._closed[session.name] = ClosedSession(session)
         while len(self._closed) > self.limits.closed_retention:
             old, _ = self._closed.popitem(last=False)
             self._order.pop(old, None)
+        return closed
 
     def _forget(self, name: str) -> None:
         self._active.pop(name, None)

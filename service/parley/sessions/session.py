@@ -46,6 +46,7 @@ from parley.sessions.wakeup import WakeUpTimer
 log = logging.getLogger("parley.session")
 
 INPUT_RATES = range(8000, 48001)
+SPEECH_BUFFER_MS = 3000  # synthesized speech held ahead of play-out, per session
 
 
 class BusyPolicy(Enum):
@@ -155,7 +156,7 @@ class Session:
         self._reattach_timer: asyncio.TimerHandle | None = None
         self._input_resampler: StreamResampler | None = None
         fmt = config.output_format
-        self.mixer = Mixer(fmt.sample_rate_hz)
+        self.mixer = Mixer(fmt.sample_rate_hz, speech_limit_ms=SPEECH_BUFFER_MS)
         self.layers = Layers(self.mixer, config, workers)
         self.tts: TTS = self._build("tts")
         self.llm: LLM = self._build("llm")
@@ -210,6 +211,7 @@ class Session:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self.layers.close()
+        await self.llm.aclose()
         self.bus.publish(ev.SessionClosed(reason))
         if self.stream is not None:
             self.stream.outbox.end()

@@ -98,14 +98,13 @@ class Speaker:
 
     def __init__(
         self, tts: TTS, mixer: Mixer, wait_frame: Callable[[], Awaitable[None]], callbacks: SpeakerCallbacks, *,
-        max_queued: int = 32, max_buffered_seconds: float = 5.0,
+        max_queued: int = 32,
     ) -> None:
         self._tts = tts
         self._mixer = mixer
         self._wait_frame = wait_frame
         self._cb = callbacks
         self._max_queued = max_queued
-        self._max_buffered = int(max_buffered_seconds * mixer.sample_rate)
         self._queue: deque[SpeechJob] = deque()
         self._wakeup = asyncio.Event()
         self._playing: _Playing | None = None
@@ -152,6 +151,7 @@ class Speaker:
         utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
         if utterance.mark_speaking():
             playing.first_audio_time = time.monotonic()
+            self._cb.thinking(False)
             self._cb.speech_started(utterance)
             self._cb.utterance_changed(utterance)
         if playing.complete and playing.played >= playing.pushed:
@@ -189,6 +189,7 @@ class Speaker:
         if playing is None:
             return
         self._playing = None
+        self._cb.thinking(False)
         utterance = playing.job.utterance
         utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
         text = heard_text(playing.pieces, playing.played) if state is not UtteranceState.PLAYED else utterance.text
@@ -220,24 +221,18 @@ class Speaker:
         try:
             resampler = StreamResampler(self._tts.sample_rate, self._mixer.sample_rate)
             if job.is_reply:
-                self._cb.thinking(True)
-            try:
-                async for text in job.pieces():
-                    if job.is_reply:
-                        self._cb.thinking(False)
-                    text = await self._cb.agent_text(utterance, text)
-                    if not text.strip():
-                        continue
-                    utterance.text = f"{utterance.text} {text}".strip() if job.is_reply else utterance.text
-                    piece = _Piece(text, playing.pushed, playing.pushed)
-                    playing.pieces.append(piece)
-                    await self._synthesize(text, resampler, playing, piece)
-            finally:
+                self._cb.thinking(True)  # until its first frame plays (on_frame) or it ends (_finish)
+            async for text in job.pieces():
+                text = await self._cb.agent_text(utterance, text)
+                if not text.strip():
+                    continue
                 if job.is_reply:
-                    self._cb.thinking(False)
+                    utterance.text = f"{utterance.text} {text}".strip()
+                piece = _Piece(text, playing.pushed, playing.pushed)
+                playing.pieces.append(piece)
+                await self._synthesize(text, resampler, playing, piece)
             tail = resampler.process(np.zeros(0, dtype=np.int16), last=True)
-            if len(tail):
-                self._push(tail, playing, playing.pieces[-1] if playing.pieces else None)
+            await self._push_paced(tail, playing, playing.pieces[-1] if playing.pieces else None)
             playing.complete = True
             if playing.pushed == 0 or playing.played >= playing.pushed:
                 self._finish(UtteranceState.PLAYED)
@@ -260,11 +255,16 @@ class Speaker:
             if first:
                 first = False
                 self._cb.tts_first_byte(playing.job.utterance, (time.monotonic() - started) * 1000)
-            pcm = resampler.process(chunk)
-            while self._mixer.speech_queued_samples > self._max_buffered:
+            await self._push_paced(resampler.process(chunk), playing, piece)
+
+    async def _push_paced(self, pcm: np.ndarray, playing: _Playing, piece: _Piece | None) -> None:
+        """Push in slices, waiting for room in the mixer's bounded speech queue (back-pressure on TTS)."""
+        step = self._mixer.sample_rate // 2
+        for start in range(0, len(pcm), step):
+            piece_pcm = pcm[start:start + step]
+            while self._mixer.speech_space_samples < len(piece_pcm):
                 await self._wait_frame()
-            if len(pcm):
-                self._push(pcm, playing, piece)
+            self._push(piece_pcm, playing, piece)
 
     def _push(self, pcm: np.ndarray, playing: _Playing, piece: _Piece | None) -> None:
         self._mixer.push_speech(pcm, playing.job.utterance.id)

@@ -1,0 +1,73 @@
+"""A whole spoken turn with the offline default providers: real speech in, a real reply out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from parley.audio.pcm import resample
+from parley.providers import registry
+from parley.providers.workers import Workers
+from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import session_pb2
+from tests.engine.conftest import open_stream, rms
+
+QUESTION = "what is the weather today"
+
+
+async def spoken(text: str, rate: int = 16000) -> np.ndarray:
+    """`text` said by the default TTS, at `rate`."""
+    workers = Workers(2)
+    try:
+        tts = registry.build("tts", "", {}, workers=workers)
+        pcm = np.concatenate([c async for c in tts.synthesize(text)])
+        return resample(pcm, tts.sample_rate, rate)
+    finally:
+        workers.close()
+
+
+async def test_spoken_question_gets_a_spoken_answer(stub) -> None:  # type: ignore[no-untyped-def]
+    question = await spoken(QUESTION)
+    config = session_pb2.SessionConfig(instructions="You are a helpful voice assistant. Answer in one sentence.")
+    session = (await stub.Start(pb.StartRequest(config=config))).session
+    assert session.config.providers.stt.name == ""  # the offline defaults
+    client = await open_stream(stub, session.name)
+    await client.send_silence(0.5)
+    await client.send(question)  # 20 ms chunks in real time
+    await client.send_silence(1.5)
+
+    def replied() -> bool:
+        return any(u.utterance.source == session_pb2.UTTERANCE_SOURCE_REPLY
+                   and u.utterance.state == session_pb2.UTTERANCE_STATE_PLAYED
+                   for u in client.of("utterance_updated"))
+
+    while not replied():  # keep the caller's line open (silence) until the reply has played
+        await client.send_silence(0.5)
+        assert len(client.frames) < 50 * 60, "no reply within a minute"
+
+    finals = [t.text for t in client.of("transcript") if t.is_final]
+    assert finals and "weather" in finals[0].lower()
+    user_states = [s.new_state for s in client.of("user_state_changed")]
+    assert user_states[:3] == [session_pb2.USER_STATE_LISTENING, session_pb2.USER_STATE_SPEAKING,
+                               session_pb2.USER_STATE_LISTENING]
+    agent_states = [s.new_state for s in client.of("agent_state_changed")]
+    assert agent_states[:4] == [session_pb2.AGENT_STATE_LISTENING, session_pb2.AGENT_STATE_IDLE,
+                                session_pb2.AGENT_STATE_THINKING, session_pb2.AGENT_STATE_SPEAKING]
+    assert agent_states[-1] == session_pb2.AGENT_STATE_IDLE
+
+    reply = next(u.utterance for u in client.of("utterance_updated")
+                 if u.utterance.state == session_pb2.UTTERANCE_STATE_PLAYED)
+    assert reply.text.strip()
+    frames = [f for f in client.frames if f.utterance_id == reply.id]
+    assert all(len(f.pcm) == 480 for f in frames)
+    assert rms(np.concatenate([f.pcm for f in frames])) > 300  # audible speech
+    assert 0 < client.position_of_last_frame(reply.id) < client.position_of_state(
+        reply.id, session_pb2.UTTERANCE_STATE_PLAYED)
+
+    turn = client.of("metrics_updated")[0].turn
+    assert turn.e2e_latency_ms > turn.llm_ttft_ms > 0
+    assert turn.stt_latency_ms > 0 and turn.end_of_turn_delay_ms > 0
+    history = (await stub.Get(pb.GetRequest(session=session.name))).session.chat_history
+    assert [m.role for m in history] == [session_pb2.CHAT_ROLE_SYSTEM, session_pb2.CHAT_ROLE_USER,
+                                         session_pb2.CHAT_ROLE_ASSISTANT]
+    assert "weather" in history[1].content.lower()
+    await client.aclose()
