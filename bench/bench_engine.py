@@ -1,0 +1,216 @@
+"""Engine figures: real-time capacity, interrupt-to-silence latency, server-added turn latency.
+
+The server runs as a subprocess on loopback; this process is the clients.
+Providers are the cheap deterministic stand-ins (tone TTS, scripted STT,
+energy VAD, echo LLM) so the figures are the engine's, not the models'.
+
+Capacity: N sessions, each with an attached StreamAudio, background audio
+playing and a Say every few seconds; frame lateness is measured at the
+client against each stream's own absolute schedule (first frame + n x 20 ms).
+The largest N whose p99 lateness stays under 10 ms is reported.
+
+Writes bench/results/engine.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from parley.v1 import audio_pb2, session_pb2
+
+RESULTS = Path(__file__).parent / "results" / "engine.json"
+STAND_INS = session_pb2.ProvidersConfig(
+    tts=session_pb2.ProviderSpec(name="tone"),
+    stt=session_pb2.ProviderSpec(name="scripted"),
+    vad=session_pb2.ProviderSpec(name="energy"),
+    llm=session_pb2.ProviderSpec(name="echo"),
+)
+STEPS = (10, 25, 50, 75, 100, 125, 150, 200)
+STEP_SECONDS = 8.0
+LATENESS_LIMIT_MS = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_server() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--max-sessions", "2000",
+         "--log-level", "WARNING"],
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"127.0.0.1:{port}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+    return proc, address
+
+
+async def open_session(stub: pb_grpc.AgentSessionServiceStub) -> str:
+    config = session_pb2.SessionConfig(providers=STAND_INS, output_format=audio_pb2.AudioFormat(sample_rate_hz=24000))
+    return (await stub.Start(pb.StartRequest(config=config))).session.name
+
+
+async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:  # type: ignore[no-untyped-def]
+    call = stub.StreamAudio()
+    await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
+    first: float | None = None
+    n = 0
+    async for response in call:
+        if response.WhichOneof("message") != "audio":
+            continue
+        now = time.monotonic()
+        if first is None:
+            first = now
+        elif n > 50:  # skip the first second (connection warm-up)
+            lateness.append(max(0.0, now - (first + n * 0.02)) * 1000)
+        n += 1
+        if stop.is_set():
+            break
+    call.cancel()
+
+
+async def talk(stub, name: str, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    await stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=name))
+    while not stop.is_set():
+        await stub.Say(pb.SayRequest(session=name, text="a short sentence"))
+        await asyncio.sleep(3.0)
+
+
+async def capacity_step(stub, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    names = [await open_session(stub) for _ in range(count)]
+    stop = asyncio.Event()
+    lateness: list[float] = []
+    tasks = [asyncio.create_task(stream_frames(stub, n, stop, lateness)) for n in names]
+    tasks += [asyncio.create_task(talk(stub, n, stop)) for n in names]
+    await asyncio.sleep(STEP_SECONDS)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(stub.Close(pb.CloseRequest(session=n)) for n in names))
+    values = np.array(lateness) if lateness else np.zeros(1)
+    return {"sessions": count, "frames": len(lateness), "p50_ms": float(np.percentile(values, 50)),
+            "p99_ms": float(np.percentile(values, 99)), "max_ms": float(values.max())}
+
+
+async def interrupt_latency(stub, rounds: int = 10) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Interrupt call sent -> first silent frame received, and speech frames after ClearAudio."""
+    latencies, frames_after = [], []
+    for _ in range(rounds):
+        name = await open_session(stub)
+        call = stub.StreamAudio()
+        await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
+        said = (await stub.Say(pb.SayRequest(session=name, text="a sentence long enough to be cut in the middle"))).utterance
+        sent_at: float | None = None
+        loud_after_clear = 0
+        cleared = False
+        async for response in call:
+            kind = response.WhichOneof("message")
+            if kind == "event":
+                event = response.event
+                if event.WhichOneof("event") == "clear_audio":
+                    cleared = True
+                elif (event.WhichOneof("event") == "utterance_updated" and sent_at is None
+                      and event.utterance_updated.utterance.state == session_pb2.UTTERANCE_STATE_SPEAKING):
+                    await asyncio.sleep(0.3)
+                    sent_at = time.monotonic()
+                    pending = asyncio.ensure_future(stub.Interrupt(pb.InterruptRequest(session=name, fade_ms=20)))
+                continue
+            pcm = np.frombuffer(response.audio.pcm, dtype="<i2").astype(np.float64)
+            loud = float(np.sqrt(np.mean(pcm**2))) > 50
+            if cleared and loud:
+                loud_after_clear += 1
+            if sent_at is not None and not loud and response.audio.utterance_id != said.id:
+                latencies.append((time.monotonic() - sent_at) * 1000)
+                frames_after.append(loud_after_clear)
+                break
+        call.cancel()
+        await pending
+        await stub.Close(pb.CloseRequest(session=name))
+    return {"interrupt_to_silence_ms_median": float(np.median(latencies)),
+            "interrupt_to_silence_ms_max": float(np.max(latencies)),
+            "speech_frames_after_clear_max": int(max(frames_after))}
+
+
+async def turn_latency(stub, rounds: int = 8) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Server-added latency: user speech end -> first reply frame, minus endpointing and provider time."""
+    added, e2e = [], []
+    tone = (8000 * np.sin(2 * np.pi * 300 * np.arange(8000) / 16000)).astype("<i2")
+    silence = np.zeros(320, dtype="<i2").tobytes()
+    for _ in range(rounds):
+        config = session_pb2.SessionConfig(
+            providers=STAND_INS,
+            turn_detection=session_pb2.TurnDetectionConfig(min_endpointing_delay_seconds=0.2,
+                                                           max_endpointing_delay_seconds=0.2))
+        name = (await stub.Start(pb.StartRequest(config=config))).session.name
+        call = stub.StreamAudio()
+        await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
+
+        async def feed() -> None:
+            start = time.monotonic()
+            chunks = [tone[i:i + 320].tobytes() for i in range(0, len(tone), 320)] + [silence] * 150
+            for n, chunk in enumerate(chunks):
+                await call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=chunk)))
+                await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+
+        feeder = asyncio.create_task(feed())
+        async for response in call:
+            if response.WhichOneof("message") == "event" and response.event.WhichOneof("event") == "metrics_updated":
+                t = response.event.metrics_updated.turn
+                e2e.append(t.e2e_latency_ms)
+                added.append(t.e2e_latency_ms - t.end_of_turn_delay_ms - t.llm_ttft_ms - t.tts_ttfb_ms)
+                break
+        feeder.cancel()
+        call.cancel()
+        await stub.Close(pb.CloseRequest(session=name))
+    return {"e2e_ms_median": float(np.median(e2e)), "server_added_ms_median": float(np.median(added)),
+            "server_added_ms_max": float(np.max(added))}
+
+
+async def main() -> None:
+    proc, address = await start_server()
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.AgentSessionServiceStub(channel)
+            interrupt = await interrupt_latency(stub)
+            turn = await turn_latency(stub)
+            steps = []
+            for count in STEPS:
+                step = await capacity_step(stub, count)
+                steps.append(step)
+                print(f"  {count:4d} sessions: p50 {step['p50_ms']:6.2f} ms  p99 {step['p99_ms']:6.2f} ms  "
+                      f"max {step['max_ms']:7.2f} ms", flush=True)
+                if step["p99_ms"] >= LATENESS_LIMIT_MS:
+                    break
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    sustained = max((s["sessions"] for s in steps if s["p99_ms"] < LATENESS_LIMIT_MS), default=0)
+    result = {"cores": os.cpu_count(), "capacity_steps": steps, "max_realtime_sessions_p99_under_10ms": sustained,
+              **interrupt, **turn}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(f"max real-time sessions (p99 frame lateness < {LATENESS_LIMIT_MS:g} ms): {sustained}")
+    print(f"interrupt -> silence: median {interrupt['interrupt_to_silence_ms_median']:.1f} ms, "
+          f"max {interrupt['interrupt_to_silence_ms_max']:.1f} ms; speech frames after ClearAudio: "
+          f"{interrupt['speech_frames_after_clear_max']}")
+    print(f"turn: e2e median {turn['e2e_ms_median']:.1f} ms; server-added beyond endpointing and providers: "
+          f"median {turn['server_added_ms_median']:.1f} ms, max {turn['server_added_ms_max']:.1f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
