@@ -114,7 +114,8 @@ async def interrupt_latency(stub, rounds: int = 10) -> dict[str, float]:  # type
         name = await open_session(stub)
         call = stub.StreamAudio()
         await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
-        said = (await stub.Say(pb.SayRequest(session=name, text="a sentence long enough to be cut in the middle"))).utterance
+        text = "a sentence long enough to be cut in the middle"
+        said = (await stub.Say(pb.SayRequest(session=name, text=text))).utterance
         sent_at: float | None = None
         loud_after_clear = 0
         cleared = False
@@ -160,14 +161,14 @@ async def turn_latency(stub, rounds: int = 8) -> dict[str, float]:  # type: igno
         call = stub.StreamAudio()
         await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
 
-        async def feed() -> None:
+        async def feed(call: grpc.aio.StreamStreamCall) -> None:
             start = time.monotonic()
             chunks = [tone[i:i + 320].tobytes() for i in range(0, len(tone), 320)] + [silence] * 150
             for n, chunk in enumerate(chunks):
                 await call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=chunk)))
                 await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
 
-        feeder = asyncio.create_task(feed())
+        feeder = asyncio.create_task(feed(call))
         async for response in call:
             if response.WhichOneof("message") == "event" and response.event.WhichOneof("event") == "metrics_updated":
                 t = response.event.metrics_updated.turn

@@ -47,7 +47,8 @@ class StreamClient:
         async for response in self.call:
             if response.WhichOneof("message") == "audio":
                 a = response.audio
-                self.frames.append(Frame(np.frombuffer(a.pcm, dtype="<i2"), a.sequence, a.utterance_id, time.monotonic()))
+                pcm = np.frombuffer(a.pcm, dtype="<i2")
+                self.frames.append(Frame(pcm, a.sequence, a.utterance_id, time.monotonic()))
                 self.items.append("frame")
             else:
                 self.events.append(response.event)
@@ -58,7 +59,8 @@ class StreamClient:
         step = rate * chunk_ms // 1000
         start = time.monotonic()
         for n, i in enumerate(range(0, len(pcm), step)):
-            await self.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=pcm[i:i + step].astype("<i2").tobytes())))
+            chunk = audio_pb2.AudioChunk(pcm=pcm[i:i + step].astype("<i2").tobytes())
+            await self.call.write(pb.StreamAudioRequest(audio=chunk))
             if realtime:
                 delay = start + (n + 1) * chunk_ms / 1000 - time.monotonic()
                 if delay > 0:

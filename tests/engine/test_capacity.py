@@ -21,7 +21,7 @@ async def cycle(stub, count: int) -> None:  # type: ignore[no-untyped-def]
         *(stub.Start(pb.StartRequest(config=config)) for _ in range(count)))]
     said = await asyncio.gather(*(stub.Say(pb.SayRequest(session=n, text="hi")) for n in names))
     await asyncio.gather(*(stub.WaitUtterance(pb.WaitUtteranceRequest(session=n, utterance_id=s.utterance.id))
-                           for n, s in zip(names, said)))
+                           for n, s in zip(names, said, strict=True)))
     await asyncio.gather(*(stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=n)) for n in names[:20]))
     await asyncio.gather(*(stub.Close(pb.CloseRequest(session=n)) for n in names))
 

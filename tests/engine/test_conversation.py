@@ -11,7 +11,7 @@ from google.protobuf import struct_pb2
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream, rms
-from tests.engine.test_speech import LONG_TEXT, PLAYED, SPEAKING, wait_done, wait_speaking
+from tests.engine.test_speech import LONG_TEXT, PLAYED, wait_done, wait_speaking
 
 
 def tone(seconds: float, rate: int = 16000, freq: float = 300.0) -> np.ndarray:

@@ -116,10 +116,11 @@ async def test_reply_while_busy_follows_policy(stub, start_session) -> None:  # 
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_details(err.value)[1] == "AGENT_BUSY"
 
-    queued = (await stub.Reply(pb.ReplyRequest(session=name, user_text="one", busy_policy=pb.BUSY_POLICY_QUEUE))).utterance
+    queued = (await stub.Reply(pb.ReplyRequest(session=name, user_text="one"))).utterance  # QUEUE is the default
     await asyncio.sleep(0.2)
     assert (await stub.Get(pb.GetRequest(session=name))).session.utterances[-1].state == QUEUED
-    pushy = (await stub.Reply(pb.ReplyRequest(session=name, user_text="two", busy_policy=pb.BUSY_POLICY_INTERRUPT))).utterance
+    pushy = (await stub.Reply(
+        pb.ReplyRequest(session=name, user_text="two", busy_policy=pb.BUSY_POLICY_INTERRUPT))).utterance
     assert (await wait_done(stub, name, talking.id)).state == INTERRUPTED
     assert (await wait_done(stub, name, queued.id)).state == INTERRUPTED
     answered = await wait_done(stub, name, pushy.id)

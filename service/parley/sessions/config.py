@@ -199,13 +199,16 @@ def validate(config: SessionConfig, prefix: str = "config") -> None:
     check_seconds(i.min_duration_seconds, f"{prefix}.interruption.min_duration_seconds", maximum=10)
     if not 0 <= i.min_words <= 100:
         raise InvalidArgument(f"{prefix}.interruption.min_words", f"must be 0..100, got {i.min_words}")
-    check_seconds(i.false_interruption_pause_seconds, f"{prefix}.interruption.false_interruption_pause_seconds", maximum=30)
+    check_seconds(
+        i.false_interruption_pause_seconds, f"{prefix}.interruption.false_interruption_pause_seconds", maximum=30
+    )
     t = config.turn_detection
     check_seconds(t.min_endpointing_delay_seconds, f"{prefix}.turn_detection.min_endpointing_delay_seconds", maximum=30)
     check_seconds(t.max_endpointing_delay_seconds, f"{prefix}.turn_detection.max_endpointing_delay_seconds", maximum=60)
     if t.max_endpointing_delay_seconds < t.min_endpointing_delay_seconds:
         raise InvalidArgument(
-            f"{prefix}.turn_detection.max_endpointing_delay_seconds", "must not be less than min_endpointing_delay_seconds"
+            f"{prefix}.turn_detection.max_endpointing_delay_seconds",
+            "must not be less than min_endpointing_delay_seconds",
         )
     check_seconds(config.wake_up.after_seconds, f"{prefix}.wake_up.after_seconds", maximum=86_400)
     if config.wake_up.after_seconds > 0:
@@ -233,7 +236,10 @@ def validate(config: SessionConfig, prefix: str = "config") -> None:
             raise InvalidArgument(f"{prefix}.mcp_servers[{n}]", "set exactly one of url or stdio")
         if server.url and not server.url.startswith(("http://", "https://")):
             raise InvalidArgument(f"{prefix}.mcp_servers[{n}].url", "must be an http(s) URL")
-        check_seconds(server.call_timeout_seconds, f"{prefix}.mcp_servers[{n}].call_timeout_seconds", maximum=600, allow_zero=False)
+        check_seconds(
+            server.call_timeout_seconds, f"{prefix}.mcp_servers[{n}].call_timeout_seconds", maximum=600,
+            allow_zero=False,
+        )
     check_output_format(config.output_format, f"{prefix}.output_format")
     if config.idle_ttl_seconds is not None:
         check_seconds(config.idle_ttl_seconds, f"{prefix}.idle_ttl_seconds", allow_zero=False)

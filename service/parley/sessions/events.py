@@ -141,7 +141,7 @@ class Subscription:
     or growing without bound; other subscribers are not affected.
     """
 
-    def __init__(self, bus: "EventBus", limit: int) -> None:
+    def __init__(self, bus: EventBus, limit: int) -> None:
         self._bus = bus
         self._queue: asyncio.Queue[SessionEvent | None] = asyncio.Queue(limit)
         self.overflowed = False

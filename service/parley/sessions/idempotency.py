@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 
 class RequestLog:

@@ -54,7 +54,6 @@ class _Playing:
     pushed: int = 0
     played: int = 0
     complete: bool = False  # everything synthesized and pushed
-    first_audio_time: float | None = None
 
 
 class SpeakerCallbacks(Protocol):
@@ -132,11 +131,6 @@ class Speaker:
     def busy(self) -> bool:
         return self._playing is not None or bool(self._queue)
 
-    @property
-    def audible(self) -> bool:
-        """Speech samples are in the mixer or playing."""
-        return self._playing is not None and self._playing.first_audio_time is not None and self._playing.played < self._playing.pushed
-
     # -- play-out accounting (called by the pacer after each frame) ------------------
 
     def on_frame(self) -> None:
@@ -150,7 +144,6 @@ class Speaker:
         playing.played = played
         utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
         if utterance.mark_speaking():
-            playing.first_audio_time = time.monotonic()
             self._cb.thinking(False)
             self._cb.speech_started(utterance)
             self._cb.utterance_changed(utterance)
