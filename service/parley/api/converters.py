@@ -10,11 +10,11 @@ from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
 from parley.errors import InvalidArgument
 from parley.sessions import config as cfg
 from parley.sessions import events as ev
-from parley.sessions.metrics import SessionMetricsSnapshot, TurnMetricsSnapshot
 from parley.sessions.layers import LayerStatus
+from parley.sessions.metrics import SessionMetricsSnapshot, TurnMetricsSnapshot
 from parley.sessions.session import SessionSnapshot
-from parley.sessions.stream import StreamSpec
 from parley.sessions.states import AgentState, UserState
+from parley.sessions.stream import StreamSpec
 from parley.sessions.utterance import UtteranceSnapshot
 from parley.v1 import agent_session_service_pb2, audio_pb2, events_pb2, session_pb2
 

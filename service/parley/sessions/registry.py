@@ -17,9 +17,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from parley.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from parley.providers.workers import Workers
 from parley.sessions.config import AgentAction, SessionConfig, validate
 from parley.sessions.idempotency import RequestLog
-from parley.providers.workers import Workers
 from parley.sessions.session import Session, SessionHooks, SessionLimits, SessionSnapshot
 from parley.sessions.utterance import UtteranceSnapshot
 

@@ -22,16 +22,16 @@ import numpy as np
 
 from parley.audio.mixer import Mixer
 from parley.audio.pcm import StreamResampler
-from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
+from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted
 from parley.logs import SessionLogger
 from parley.providers import registry as providers
 from parley.providers.base import LLM, STT, TTS, VAD, Transcript, TurnDetector
 from parley.providers.workers import Workers
 from parley.sessions import events as ev
-from parley.sessions.config import AgentAction, AudioFormat, AudioLayerConfig, InterruptionMode, SessionConfig
+from parley.sessions.config import AgentAction, AudioLayerConfig, InterruptionMode, SessionConfig
 from parley.sessions.idempotency import RequestLog
-from parley.sessions.layers import LayerStatus, Layers
+from parley.sessions.layers import Layers, LayerStatus
 from parley.sessions.listener import Listener, ListenerCallbacks, UserTurn
 from parley.sessions.metrics import SessionMetrics, SessionMetricsSnapshot, TurnMetricsSnapshot
 from parley.sessions.playout import Pacer
