@@ -1,0 +1,24 @@
+# Sourced by the other scripts: where the server is and which grpcurl to run.
+#   PARLEY_ADDRESS  host:port of the server (default 127.0.0.1:50051)
+#   GRPCURL         the grpcurl binary (default: grpcurl on PATH, else the one in .venv)
+# Only server reflection is used: no .proto file is read.
+set -eu
+ADDRESS=${PARLEY_ADDRESS:-127.0.0.1:50051}
+if [ -z "${GRPCURL:-}" ]; then
+    if command -v grpcurl >/dev/null 2>&1; then
+        GRPCURL=grpcurl
+    else
+        GRPCURL="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.venv/bin/grpcurl"
+    fi
+fi
+SERVICE=parley.v1.AgentSessionService
+
+# call METHOD JSON: one unary call of the session service, reply as JSON on stdout.
+call() {
+    "$GRPCURL" -plaintext -d "$2" "$ADDRESS" "$SERVICE/$1"
+}
+
+# field NAME: the first string value of "NAME" in the JSON on stdin.
+field() {
+    grep -o "\"$1\": \"[^\"]*\"" | head -n 1 | cut -d '"' -f 4
+}
