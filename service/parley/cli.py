@@ -1,4 +1,4 @@
-"""The `parley` command: serve, health."""
+"""The `parley` command: serve, talk, health."""
 
 from __future__ import annotations
 
@@ -35,12 +35,45 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _talk(args: argparse.Namespace) -> int:
+    import grpc
+
+    from parley.talk import TalkOptions, talk
+
+    options = TalkOptions(address=args.address, wav=args.wav, out=args.out, session=args.session,
+                          instructions=args.instructions, rate=args.rate, timeout=args.timeout)
+    try:
+        return asyncio.run(talk(options))
+    except grpc.aio.AioRpcError as exc:
+        print(f"{args.address}: {exc.code().name} {exc.details()}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # unreadable input file, bad format
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Voice-agent session service over gRPC")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server (flags override PARLEY_* environment variables)")
     ServerSettings.add_arguments(serve)
     serve.set_defaults(run=_serve)
+    talk = commands.add_parser(
+        "talk", help="stream a WAV to a session as the caller and record the agent's reply",
+        description="Stream an audio file to a session in real time as the caller's voice, print the "
+                    "session's events, record the agent's audio until its reply has played, write it to --out.",
+    )
+    talk.add_argument("--wav", required=True, help="the caller's audio (WAV/FLAC/OGG, mono or stereo, 8..48 kHz)")
+    talk.add_argument("--out", default="reply.wav", help="where to write the agent's audio (16-bit WAV)")
+    talk.add_argument("--address", default="127.0.0.1:50051")
+    talk.add_argument("--session", default="", help="talk to this session (left open) instead of starting one")
+    talk.add_argument("--instructions", default="You are a helpful voice assistant. Answer in one sentence.",
+                      help="system instructions of the session it starts")
+    talk.add_argument("--rate", type=int, default=0, choices=(0, 8000, 16000, 24000, 48000),
+                      help="sample rate of the recording (0: the session's output rate)")
+    talk.add_argument("--timeout", type=float, default=60.0,
+                      help="seconds to wait for the reply once the file was sent")
+    talk.set_defaults(run=_talk)
     health = commands.add_parser("health", help="check a server's health; exit 0 when SERVING")
     health.add_argument("--address", default="127.0.0.1:50051")
     health.add_argument("--service", default="", help="service name ('' = the whole server)")

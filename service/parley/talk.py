@@ -1,0 +1,223 @@
+"""`parley talk`: a caller from a file.
+
+Streams a WAV (or any file libsndfile reads) to a session in real time as
+the caller's voice, prints the session's events as they arrive, shows a
+progress line on a terminal, records the agent's audio, waits for the
+agent's reply to play out, and writes the recording to a WAV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import grpc
+import numpy as np
+import soundfile
+from google.protobuf import text_format
+
+from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from parley.v1 import audio_pb2, events_pb2, session_pb2
+
+CHUNK_MS = 20
+FINAL_STATES = (session_pb2.UTTERANCE_STATE_PLAYED, session_pb2.UTTERANCE_STATE_INTERRUPTED,
+                session_pb2.UTTERANCE_STATE_FAILED)
+
+
+@dataclass(frozen=True)
+class TalkOptions:
+    address: str
+    wav: str
+    out: str
+    session: str = ""  # talk to this session instead of starting one (left open afterwards)
+    instructions: str = "You are a helpful voice assistant. Answer in one sentence."
+    rate: int = 0  # output sample rate; 0 = the session's
+    timeout: float = 60.0  # seconds to wait for the reply after the file was sent
+
+
+def short(enum, value: int) -> str:  # type: ignore[no-untyped-def]
+    """AGENT_STATE_IDLE -> idle."""
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.DESCRIPTOR.name).upper() + "_"
+    return enum.Name(value).removeprefix(prefix).lower()
+
+
+def describe(event: events_pb2.SessionEvent) -> str:
+    """One line per event: `event <sequence> <kind> <details>`."""
+    kind = event.WhichOneof("event")
+    body = getattr(event, kind)
+    if kind in ("agent_state_changed", "user_state_changed"):
+        enum = session_pb2.AgentState if kind == "agent_state_changed" else session_pb2.UserState
+        detail = f"{short(enum, body.old_state)} -> {short(enum, body.new_state)}"
+    elif kind == "transcript":
+        detail = f"{'final' if body.is_final else 'interim'} {body.text!r}"
+    elif kind == "utterance_updated":
+        u = body.utterance
+        detail = (f"{u.id} {short(session_pb2.UtteranceSource, u.source)} "
+                  f"{short(session_pb2.UtteranceState, u.state)} {u.text!r}")
+    elif kind == "session_closed":
+        detail = repr(body.reason)
+    else:
+        detail = text_format.MessageToString(body, as_one_line=True)
+    return f"event {event.sequence} {kind} {detail}"
+
+
+@dataclass
+class Progress:
+    """What the conversation looks like so far; drawn as one line on a terminal."""
+
+    input_seconds: float
+    out_rate: int
+    sent_seconds: float = 0.0
+    received_samples: int = 0
+    agent: str = "idle"
+    user: str = "idle"
+    utterances: dict[str, int] = field(default_factory=dict)  # id -> state
+    reply_states: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (f"sent {self.sent_seconds:4.1f}/{self.input_seconds:.1f} s | agent audio "
+                f"{self.received_samples / self.out_rate:5.1f} s | agent {self.agent:<9} | user {self.user:<9}")
+
+    def replied(self) -> bool:
+        """A reply reached a final state and nothing else is pending."""
+        return (any(s in FINAL_STATES for s in self.reply_states.values())
+                and all(s in FINAL_STATES for s in self.utterances.values()))
+
+
+class Display:
+    """Event lines on stdout; the progress line on stderr, only when it is a terminal."""
+
+    def __init__(self, progress: Progress, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.progress = progress
+        self.out = out
+        self.err = err
+        self.live = err.isatty()
+
+    def event(self, text: str) -> None:
+        if self.live:
+            self.err.write("\r\033[K")
+            self.err.flush()
+        print(text, file=self.out, flush=True)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.live:
+            self.err.write("\r\033[K" + self.progress.line())
+            self.err.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self.err.write("\r\033[K")
+            self.err.flush()
+
+
+def read_input(path: str) -> tuple[np.ndarray, int]:
+    """int16 samples (frames x channels) and the rate; only mono and stereo are accepted."""
+    try:
+        pcm, rate = soundfile.read(path, dtype="int16", always_2d=True)
+    except soundfile.LibsndfileError as exc:
+        raise ValueError(f"cannot read {path}: {exc.error_string}") from exc
+    if pcm.shape[1] > 2:
+        raise ValueError(f"{path}: {pcm.shape[1]} channels; use a mono or stereo file")
+    return pcm, rate
+
+
+async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_err: TextIO = sys.stderr) -> int:
+    """Run one conversation; 0 when a reply played, 1 when it did not (or failed)."""
+    pcm, rate = read_input(options.wav)
+    channels = pcm.shape[1]
+    async with grpc.aio.insecure_channel(options.address) as channel:
+        stub = pb_grpc.AgentSessionServiceStub(channel)
+        if options.session:
+            session = (await stub.Get(pb.GetRequest(session=options.session))).session
+        else:
+            config = session_pb2.SessionConfig(instructions=options.instructions)
+            session = (await stub.Start(pb.StartRequest(config=config))).session
+        out_rate = options.rate or session.config.output_format.sample_rate_hz
+        progress = Progress(len(pcm) / rate, out_rate)
+        display = Display(progress, display_out, display_err)
+        display.event(f"session {session.name} (you: {rate} Hz x{channels}, agent: {out_rate} Hz)")
+
+        call = stub.StreamAudio()
+        await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
+            session=session.name,
+            input_format=audio_pb2.AudioFormat(sample_rate_hz=rate, channels=channels),
+            output_format=audio_pb2.AudioFormat(sample_rate_hz=out_rate),
+        )))
+        recorded: list[bytes] = []
+        changed = asyncio.Event()
+
+        async def receive() -> None:
+            async for response in call:
+                if response.WhichOneof("message") == "audio":
+                    recorded.append(response.audio.pcm)
+                    progress.received_samples += len(response.audio.pcm) // 2
+                    display.refresh()
+                    continue
+                event = response.event
+                kind = event.WhichOneof("event")
+                if kind == "agent_state_changed":
+                    progress.agent = short(session_pb2.AgentState, event.agent_state_changed.new_state)
+                elif kind == "user_state_changed":
+                    progress.user = short(session_pb2.UserState, event.user_state_changed.new_state)
+                elif kind == "utterance_updated":
+                    u = event.utterance_updated.utterance
+                    progress.utterances[u.id] = u.state
+                    if u.source == session_pb2.UTTERANCE_SOURCE_REPLY:
+                        progress.reply_states[u.id] = u.state
+                display.event(describe(event))
+                changed.set()
+
+        async def send() -> None:
+            """The file in 20 ms chunks at real-time pace, then silence: the line stays open."""
+            step = rate * CHUNK_MS // 1000
+            silence = np.zeros((step, channels), dtype="<i2").tobytes()
+            start = time.monotonic()
+            n = 0
+            while True:
+                chunk = pcm[n * step:(n + 1) * step]
+                await call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(
+                    pcm=chunk.astype("<i2").tobytes() if len(chunk) else silence)))
+                n += 1
+                progress.sent_seconds = min(n * step, len(pcm)) / rate
+                await asyncio.sleep(max(0.0, start + n * CHUNK_MS / 1000 - time.monotonic()))
+
+        receiver = asyncio.create_task(receive())
+        sender = asyncio.create_task(send())
+        deadline = time.monotonic() + progress.input_seconds + options.timeout
+        try:
+            while not (progress.sent_seconds >= progress.input_seconds and progress.replied()):
+                if receiver.done():
+                    receiver.result()  # raises the stream's error, if any
+                    break
+                changed.clear()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:  # re-checked at least twice a second: the file may have been sent meanwhile
+                    await asyncio.wait_for(changed.wait(), min(remaining, 0.5))
+                except TimeoutError:
+                    pass
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+        if options.session:
+            call.cancel()  # leave the session open for its owner
+        else:
+            closed = (await stub.Close(pb.CloseRequest(session=session.name, reason="talk done"))).session
+            display.event(f"closed {closed.name}: {closed.close_reason!r}")
+        await asyncio.gather(receiver, return_exceptions=True)
+        display.done()
+
+    audio = np.frombuffer(b"".join(recorded), dtype="<i2")
+    soundfile.write(options.out, audio, out_rate, subtype="PCM_16")
+    played = [i for i, s in progress.reply_states.items() if s == session_pb2.UTTERANCE_STATE_PLAYED]
+    print(f"wrote {options.out}: {len(audio) / out_rate:.1f} s at {out_rate} Hz; "
+          f"reply {'played' if played else 'did not play'}", file=display_out, flush=True)
+    return 0 if played else 1
