@@ -173,6 +173,9 @@ class Subscription:
             self.close()
 
 
+MAX_PINNED = 16
+
+
 @dataclass
 class EventBus:
     """Fans a session's events out to its subscribers and sinks. One per session.
@@ -187,6 +190,7 @@ class EventBus:
     _sequence: int = 0
     _subscribers: list[Subscription] = field(default_factory=list)
     _sinks: list[Callable[[SessionEvent], None]] = field(default_factory=list)
+    _pinned: list[SessionEvent] = field(default_factory=list)
     _closed: bool = False
 
     def subscribe(self) -> Subscription:
@@ -197,6 +201,8 @@ class EventBus:
             sub.offer(None)
         else:
             self._subscribers.append(sub)
+            for event in self._pinned:
+                sub.offer(event)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -205,6 +211,8 @@ class EventBus:
 
     def add_sink(self, sink: Callable[[SessionEvent], None]) -> None:
         self._sinks.append(sink)
+        for event in self._pinned:
+            sink(event)
 
     def remove_sink(self, sink: Callable[[SessionEvent], None]) -> None:
         if sink in self._sinks:
@@ -217,6 +225,18 @@ class EventBus:
             sub.offer(event)
         for sink in self._sinks:
             sink(event)
+        return event
+
+    def pin(self, payload: EventPayload) -> SessionEvent:
+        """Publish an event that every later subscriber and sink also gets first.
+
+        For what happens while the session starts (an optional MCP server
+        down): no one can watch a session before Start returns it. At most
+        MAX_PINNED events are kept; later ones are only published.
+        """
+        event = self.publish(payload)
+        if len(self._pinned) < MAX_PINNED:
+            self._pinned.append(event)
         return event
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.providers.base import LLM, TextDelta, Usage
@@ -67,6 +67,7 @@ async def generate_reply(
 
     `instructions` apply to this reply only and are not kept in the history.
     """
+    sources = {t.name: t.source for t in tools}  # the model does not know where a tool lives
     for _ in range(MAX_TOOL_ROUNDS):
         messages = history + ([ChatMessage(Role.SYSTEM, instructions)] if instructions else [])
         buffer = SentenceBuffer()
@@ -81,7 +82,7 @@ async def generate_reply(
             elif isinstance(chunk, ToolCall):
                 if not stats.llm_ttft_ms:
                     stats.llm_ttft_ms = (time.monotonic() - stats.llm_request_time) * 1000
-                calls.append(chunk)
+                calls.append(replace(chunk, source=sources.get(chunk.name, chunk.source)))
             elif isinstance(chunk, Usage):
                 stats.input_tokens += chunk.input_tokens
                 stats.output_tokens += chunk.output_tokens

@@ -22,9 +22,10 @@ import numpy as np
 
 from parley.audio.mixer import Mixer
 from parley.audio.pcm import StreamResampler
-from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
+from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
 from parley.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted
 from parley.logs import SessionLogger
+from parley.mcp.toolbox import McpToolbox
 from parley.providers import registry as providers
 from parley.providers.base import LLM, STT, TTS, VAD, Transcript, TurnDetector
 from parley.providers.workers import Workers
@@ -64,6 +65,7 @@ class SessionLimits:
     max_tools: int = 64
     stream_frame_buffer: int = 50  # frames an attached stream may lag before the oldest are dropped
     recent_utterances: int = 50
+    allow_mcp_stdio: bool = False  # a stdio MCP server runs a command on this host: the operator's opt-in
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Session:
         self.chat_history: list[ChatMessage] = [ChatMessage(Role.SYSTEM, config.instructions)] if config.instructions else []
         self.tools: list[ToolSpec] = list(config.tools)
         self.tool_calls = ToolCalls()
+        self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio)
         self._requests = RequestLog(1000)
         self._ids = itertools.count(1)
         self._utterances: dict[str, Utterance] = {}
@@ -176,13 +179,19 @@ class Session:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        self.tools.extend(await self.mcp.open(self.tools, self._warn_at_start))
         if len(self.tools) > self.limits.max_tools:
-            raise ResourceExhausted("max_tools", f"at most {self.limits.max_tools} tools per session")
+            raise ResourceExhausted("max_tools", f"at most {self.limits.max_tools} tools per session, MCP tools included")
         if self.config.background_audio.play_on_start:
             await self.layers.play_background(None, self.config.background_audio.override_thinking)
             self.pacer.wake()
         self._set_agent_state(AgentState.IDLE)
         self.log.info("session started")
+
+    def _warn_at_start(self, reason: str, message: str) -> None:
+        """A start-up warning reaches every later watcher and stream: no one watches before Start returns."""
+        self.log.warning(message, extra={"reason": reason})
+        self.bus.pin(ev.SessionWarning(reason, message))
 
     async def close(self, reason: str = "closed by client", farewell: AgentAction | None = None,
                     farewell_timeout: float = 10.0) -> None:
@@ -211,6 +220,7 @@ class Session:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self.layers.close()
+        await self.mcp.aclose()
         await self.llm.aclose()
         self.bus.publish(ev.SessionClosed(reason))
         if self.stream is not None:
@@ -352,11 +362,16 @@ class Session:
     # -- tools --------------------------------------------------------------------
 
     async def _run_tool(self, call: ToolCall) -> ToolOutcome:
-        timeout = self.config.tool_timeout_seconds
+        """Client tools wait for SubmitToolResult; MCP tools are called by the server itself."""
+        spec = next((t for t in self.tools if t.name == call.name), None)
+        mcp = spec is not None and spec.source is ToolSource.MCP
+        timeout = self.mcp.call_timeout(call.name) if mcp else self.config.tool_timeout_seconds
         self.bus.publish(ev.ToolCallRequested(call, timeout))
-        known = {t.name for t in self.tools}
-        if call.name not in known:
+        if spec is None:
             outcome = ToolOutcome(f"error: unknown tool {call.name!r}", True)
+        elif mcp:
+            result = await self.mcp.call(call)
+            outcome = ToolOutcome(result.text, result.is_error)
         else:
             outcome = await self.tool_calls.wait(call, timeout)
         self.bus.publish(ev.ToolCallCompleted(call, outcome.result, outcome.is_error))
