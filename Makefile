@@ -16,6 +16,7 @@ PROTOS  := $(wildcard proto/parley/v1/*.proto)
 SOURCES := pyproject.toml setup.py $(wildcard mixer/*.pyx mixer/*.pxd)
 INSTALLED := $(VENV)/.installed
 STUBS := service/parley/v1/__init__.py
+NODE_EXAMPLE := examples/node/node_modules/.package-lock.json
 
 .PHONY: all setup run test proto lint bench clean
 
@@ -35,13 +36,23 @@ $(INSTALLED): $(PY) $(SOURCES)
 $(STUBS): $(INSTALLED) $(PROTOS) proto/generate.py
 	$(PY) proto/generate.py
 
-setup: $(INSTALLED) $(STUBS)
+# The Node example's pinned packages (make test runs it).
+$(NODE_EXAMPLE): examples/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix examples/node
+
+setup: $(INSTALLED) $(STUBS) $(NODE_EXAMPLE)
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
 
+# buf breaking compares the contract with the latest v* release tag before
+# HEAD; until a release is tagged there is nothing to compare with.
 lint: $(BUF)
 	cd proto && ../$(BUF) lint
+	@tag=$$(git describe --tags --abbrev=0 --match 'v*' HEAD~1 2>/dev/null); \
+	if [ -n "$$tag" ]; then echo "buf breaking against $$tag"; \
+		cd proto && ../$(BUF) breaking --against "../.git#tag=$$tag,subdir=proto"; \
+	else echo "buf breaking: skipped (no v* release tag yet)"; fi
 
 proto: $(STUBS) lint
 
@@ -56,4 +67,4 @@ bench: setup
 	@set -e; for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean:
-	rm -rf $(VENV) .tools build service/parley/v1 mixer/*.c service/parley/audio/*.so
+	rm -rf $(VENV) .tools build service/parley/v1 mixer/*.c service/parley/audio/*.so examples/node/node_modules
