@@ -40,10 +40,20 @@ class StreamClient:
     frames: list[Frame] = field(default_factory=list)
     events: list[events_pb2.SessionEvent] = field(default_factory=list)
     items: list[str] = field(default_factory=list)  # "frame" / event kind, in arrival order
+    error: grpc.aio.AioRpcError | None = None  # how the call ended, if not OK
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task | None = None
 
     async def _read(self) -> None:
+        try:
+            await self._read_all()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                self.error = exc
+        finally:
+            self._changed.set()
+
+    async def _read_all(self) -> None:
         async for response in self.call:
             if response.WhichOneof("message") == "audio":
                 a = response.audio
@@ -115,7 +125,8 @@ class StreamClient:
 
 
 async def open_stream(stub, session: str, *, input_rate: int = 16000, take_over: bool = False,
-                      output: audio_pb2.AudioFormat | None = None) -> StreamClient:
+                      output: audio_pb2.AudioFormat | None = None, attached: bool = True) -> StreamClient:
+    """Open StreamAudio; with `attached`, return once the first frame arrived (the stream is bound)."""
     call = stub.StreamAudio()
     config = pb.StreamConfig(session=session, input_format=audio_pb2.AudioFormat(sample_rate_hz=input_rate),
                              take_over=take_over)
@@ -124,6 +135,8 @@ async def open_stream(stub, session: str, *, input_rate: int = 16000, take_over:
     await call.write(pb.StreamAudioRequest(config=config))
     client = StreamClient(call)
     client._reader = asyncio.create_task(client._read())
+    if attached:
+        await client.wait_for(lambda: client.frames)
     return client
 
 
