@@ -71,6 +71,8 @@ class SpeakerCallbacks(Protocol):
 
     def tts_first_byte(self, utterance: Utterance, ms: float) -> None: ...
 
+    def synthesis_finished(self, utterance: Utterance) -> None: ...
+
 
 def heard_text(pieces: list[_Piece], played: int) -> str:
     """The text of the samples played: whole pieces, then the share of words of the one cut."""
@@ -185,7 +187,7 @@ class Speaker:
         self._cb.thinking(False)
         utterance = playing.job.utterance
         utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
-        text = heard_text(playing.pieces, playing.played) if state is not UtteranceState.PLAYED else utterance.text
+        text = heard_text(playing.pieces, playing.played if state is not UtteranceState.PLAYED else playing.pushed)
         if utterance.finish(state, heard_text=text, error=error):
             self._cb.utterance_changed(utterance)
             self._cb.speech_finished(utterance)
@@ -227,6 +229,7 @@ class Speaker:
             tail = resampler.process(np.zeros(0, dtype=np.int16), last=True)
             await self._push_paced(tail, playing, playing.pieces[-1] if playing.pieces else None)
             playing.complete = True
+            self._cb.synthesis_finished(utterance)
             if playing.pushed == 0 or playing.played >= playing.pushed:
                 self._finish(UtteranceState.PLAYED)
         except asyncio.CancelledError:
