@@ -15,6 +15,7 @@ from parley.api.servicer import AgentSessionServicer
 from parley.providers.workers import Workers
 from parley.sessions.registry import RegistryLimits, SessionRegistry
 from parley.settings import ServerSettings
+from parley.telemetry import Telemetry
 from parley.v1 import agent_session_service_pb2, agent_session_service_pb2_grpc
 
 log = logging.getLogger("parley.server")
@@ -25,8 +26,11 @@ SERVICE_NAME = agent_session_service_pb2.DESCRIPTOR.services_by_name["AgentSessi
 class ParleyServer:
     """Owns the grpc.aio server and the session registry from start to stop."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, telemetry: Telemetry | None = None) -> None:
+        """`telemetry`: an embedder's own providers; by default built from the OTLP settings (off without them)."""
         self.settings = settings
+        self.telemetry = telemetry or Telemetry.from_settings(
+            settings.otel_endpoint, settings.otel_protocol, settings.otel_service_name)
         self.registry = SessionRegistry(
             RegistryLimits(
                 max_sessions=settings.max_sessions,
@@ -34,6 +38,7 @@ class ParleyServer:
                 reap_interval_seconds=settings.reap_interval,
             ),
             workers=Workers(settings.provider_threads or None),
+            telemetry=self.telemetry,
         )
         self._drain = DrainInterceptor()
         self._health = health.aio.HealthServicer()
@@ -52,7 +57,11 @@ class ParleyServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
-        server = grpc.aio.server(interceptors=[self._drain], options=options)
+        interceptors: list[grpc.aio.ServerInterceptor] = [self._drain]
+        tracing = self.telemetry.interceptor(SERVICE_NAME)
+        if tracing is not None:
+            interceptors.append(tracing)
+        server = grpc.aio.server(interceptors=interceptors, options=options)
         agent_session_service_pb2_grpc.add_AgentSessionServiceServicer_to_server(
             AgentSessionServicer(self.registry), server
         )
@@ -82,6 +91,7 @@ class ParleyServer:
         await self.registry.shutdown()
         await self._server.stop(self.settings.shutdown_grace)
         self.registry.workers.close()
+        await self.telemetry.shutdown()
         self._stopped.set()
         log.info("stopped")
 

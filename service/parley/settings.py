@@ -27,6 +27,12 @@ class ServerSettings:
     provider_threads: int = 0  # 0: twice the cores, 2..8
     log_level: str = "INFO"
 
+    # telemetry over OTLP; empty: the standard OTEL_EXPORTER_OTLP_* / OTEL_SERVICE_NAME
+    # variables decide, and with none of them set telemetry is off
+    otel_endpoint: str = ""
+    otel_protocol: str = ""  # grpc or http/protobuf
+    otel_service_name: str = ""
+
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         for f in fields(cls):

@@ -22,6 +22,7 @@ from parley.sessions.config import AgentAction, SessionConfig, validate
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.session import Session, SessionHooks, SessionLimits, SessionSnapshot
 from parley.sessions.utterance import UtteranceSnapshot
+from parley.telemetry import Telemetry, bind_call
 
 log = logging.getLogger("parley.registry")
 
@@ -84,11 +85,12 @@ class SessionRegistry:
 
     def __init__(
         self, limits: RegistryLimits = RegistryLimits(), *, workers: Workers | None = None,
-        session_limits: SessionLimits = SessionLimits(),
+        session_limits: SessionLimits = SessionLimits(), telemetry: Telemetry | None = None,
     ) -> None:
         self.limits = limits
         self.session_limits = session_limits
         self.workers = workers or Workers()
+        self.telemetry = telemetry or Telemetry.off()
         self._active: dict[str, Session] = {}
         self._closed: OrderedDict[str, ClosedSession] = OrderedDict()
         self._order: dict[str, int] = {}
@@ -133,7 +135,7 @@ class SessionRegistry:
         name = f"sessions/{session_id}"
         ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.idle_ttl_seconds
         session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers, limits=self.session_limits,
-                          hooks=hooks)
+                          hooks=hooks, telemetry=self.telemetry)
         self._counter += 1
         self._order[name] = self._counter
         self._active[name] = session
@@ -152,6 +154,8 @@ class SessionRegistry:
         session = self._active.get(name) or self._closed.get(name)
         if session is None or session.owner != owner:
             raise NotFound(f"{name} not found", reason="SESSION_NOT_FOUND")
+        if isinstance(session, Session):
+            bind_call(session.telemetry)  # a traced call (Say, Close, ...) joins this session's trace
         return session
 
     def get_active(self, name: str, *, owner: str = "", field: str = "session") -> Session:

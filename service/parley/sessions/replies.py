@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.providers.base import LLM, TextDelta, Usage
 from parley.sessions.tools import ToolOutcome
+from parley.telemetry import NO_REPLY_TRACE, ReplyTrace
 
 MAX_TOOL_ROUNDS = 5
 _PIECE_END = re.compile(r"[.!?…;:](?=\s)|\n")
@@ -62,6 +63,7 @@ async def generate_reply(
     *,
     instructions: str = "",
     stats: ReplyStats,
+    trace: ReplyTrace = NO_REPLY_TRACE,
 ) -> AsyncIterator[str]:
     """Yield speakable text pieces; tool calls and results are appended to `history`.
 
@@ -73,7 +75,7 @@ async def generate_reply(
         buffer = SentenceBuffer()
         calls: list[ToolCall] = []
         stats.llm_request_time = time.monotonic()
-        async for chunk in llm.chat(messages, tools):
+        async for chunk in trace.stream(llm, llm.chat(messages, tools)):
             if isinstance(chunk, TextDelta):
                 if not stats.llm_ttft_ms:
                     stats.llm_ttft_ms = (time.monotonic() - stats.llm_request_time) * 1000
@@ -93,5 +95,5 @@ async def generate_reply(
         history.append(ChatMessage(Role.ASSISTANT, "", tool_calls=calls))  # spoken text joins the final message
         for call in calls:
             stats.tool_calls.append(call)
-            outcome = await run_tool(call)
+            outcome = await trace.tool(call, run_tool)
             history.append(ChatMessage(Role.TOOL, outcome.result, tool_call_id=call.id))

@@ -43,6 +43,7 @@ from parley.sessions.stream import AttachedStream, OutFrame, StreamSpec
 from parley.sessions.tools import ToolCalls, ToolOutcome
 from parley.sessions.utterance import Utterance, UtteranceSnapshot
 from parley.sessions.wakeup import WakeUpTimer
+from parley.telemetry import NO_SESSION_TELEMETRY, SessionTelemetry, Telemetry
 
 log = logging.getLogger("parley.session")
 
@@ -118,6 +119,7 @@ class Session:
     def __init__(
         self, name: str, owner: str, config: SessionConfig, *, idle_ttl_seconds: float, workers: Workers,
         limits: SessionLimits = SessionLimits(), hooks: SessionHooks | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.name = name
         self.owner = owner
@@ -171,6 +173,7 @@ class Session:
                                max_queued=limits.max_queued_utterances)
         self.listener: Listener | None = None
         self.wakeup = WakeUpTimer(config.wake_up.after_seconds, self._on_wake_up)
+        self.telemetry: SessionTelemetry = telemetry.open_session(self) if telemetry else NO_SESSION_TELEMETRY
 
     def _build(self, stage: str) -> Any:
         choice = getattr(self.config.providers, stage)
@@ -227,6 +230,7 @@ class Session:
             self.stream.outbox.end()
             self.stream = None
         self.bus.close()
+        self.telemetry.close(reason, self.close_time - self.create_time)
         self.log.info("session closed", extra={"reason": reason})
 
     async def _say_farewell(self, farewell: AgentAction, timeout: float) -> None:
@@ -316,7 +320,8 @@ class Session:
             if user_text:
                 self.chat_history.append(ChatMessage(Role.USER, user_text))
             async for piece in generate_reply(self.llm, self.chat_history, self.tools, self._run_tool,
-                                              instructions=instructions, stats=stats):
+                                              instructions=instructions, stats=stats,
+                                              trace=self.telemetry.reply_trace(utterance)):
                 yield piece
 
         self._enqueue(SpeechJob(utterance, pieces, is_reply=True))
@@ -324,6 +329,7 @@ class Session:
 
     def _enqueue(self, job: SpeechJob) -> None:
         self.speaker.enqueue(job)
+        self.telemetry.agent_turn(job.utterance, answers_user=job.utterance.id in self._reply_turns)
         self.pacer.wake()
         self._publish_utterance(job.utterance)
         self._refresh_idle()
@@ -353,6 +359,7 @@ class Session:
         self._paused = None
         cut = self.speaker.interrupt(include_queued=include_queued, fade_ms=fade_ms, force=force)
         for utterance in cut:
+            self.telemetry.interrupted(utterance, by_request)
             if utterance.state is UtteranceState.INTERRUPTED and utterance.start_time is not None:
                 self.metrics.interruptions += 1
                 self.bus.publish(ev.Interruption("interrupted", utterance.id, by_request))
@@ -497,11 +504,15 @@ class Session:
                 stream.sequence += 1
                 if stream.outbox.dropped_pending and stream.outbox.dropped_pending == dropped_before:
                     self._report_drops(stream)
+        if self.pacer.underruns != self.metrics.underruns:
+            self.telemetry.underruns(self.pacer.underruns - self.metrics.underruns)
+            self.metrics.underruns = self.pacer.underruns
         self.speaker.on_frame()
 
     def _report_drops(self, stream: AttachedStream) -> None:
         count, stream.outbox.dropped_pending = stream.outbox.dropped_pending, 0
         self.metrics.frames_dropped += count
+        self.telemetry.frames_dropped(count)
         self.bus.publish(ev.FramesDropped(count, stream.outbox.dropped_total))
 
     # -- states -------------------------------------------------------------------------
@@ -550,6 +561,7 @@ class Session:
 
     def _on_user_speech_started(self) -> None:
         self._user_words = 0
+        self.telemetry.user_speech_started()
         self._set_user_state(UserState.SPEAKING)
         if self._resume_timer is not None:
             self._resume_timer.cancel()
@@ -585,6 +597,7 @@ class Session:
             )
         elif self.speaker.current is not None and self.speaker.current.state is UtteranceState.SPEAKING:
             self.metrics.false_interruptions += 1
+            self.telemetry.false_interruption(self.speaker.current)
 
     def _false_interruption(self) -> None:
         self._resume_timer = None
@@ -592,6 +605,7 @@ class Session:
         if paused is None or paused.final:
             return
         self.metrics.false_interruptions += 1
+        self.telemetry.false_interruption(paused)
         self.mixer.resume_speech(fade_ms=100)
         self.bus.publish(ev.Interruption("resumed", paused.id, False))
         self._refresh_agent_state()
@@ -614,6 +628,7 @@ class Session:
             self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
 
     def _on_user_turn(self, turn: UserTurn) -> None:
+        self.telemetry.user_turn(turn)
         self._spawn(self._handle_user_turn(turn), "user-turn")
 
     async def _handle_user_turn(self, turn: UserTurn) -> None:
@@ -643,6 +658,7 @@ class Session:
     def _on_speech_started(self, utterance: Utterance) -> None:
         self._refresh_agent_state()
         pending = self._reply_turns.pop(utterance.id, None)
+        turn = None
         if pending is not None:
             turn = TurnMetricsSnapshot(
                 end_of_turn_delay_ms=pending.user.end_of_turn_delay_ms,
@@ -653,8 +669,10 @@ class Session:
             )
             self.metrics.add_turn(turn)
             self.bus.publish(ev.MetricsUpdated(turn))
+        self.telemetry.speech_started(utterance, turn)
 
     def _on_speech_finished(self, utterance: Utterance) -> None:
+        self.telemetry.speech_finished(utterance)
         self._reply_turns.pop(utterance.id, None)
         if self._paused is utterance:
             self._paused = None
@@ -732,9 +750,13 @@ class _SpeakerEvents:
         self._s.bus.publish(ev.SessionWarning(reason, message, utterance.id))
 
     def tts_first_byte(self, utterance: Utterance, ms: float) -> None:
+        self._s.telemetry.tts_first_byte(utterance, ms)
         pending = self._s._reply_turns.get(utterance.id)
         if pending is not None and not pending.tts_ttfb_ms:
             pending.tts_ttfb_ms = ms
+
+    def synthesis_finished(self, utterance: Utterance) -> None:
+        self._s.telemetry.synthesis_finished(utterance)
 
 
 class _ListenerEvents(ListenerCallbacks):

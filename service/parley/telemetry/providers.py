@@ -1,0 +1,31 @@
+"""The SDK providers Parley builds for itself: bounded batch export of spans, periodic export of metrics."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from parley.telemetry.exporters import ExportChoice, metric_exporter, span_exporter
+
+
+def build_providers(choice: ExportChoice) -> tuple[TracerProvider | None, MeterProvider | None]:
+    """Providers owned by one server; none of them is made global.
+
+    Span export is a BatchSpanProcessor: its queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE,
+    2048 by default) and drops new spans when full, so a dead collector costs a
+    fixed amount of memory and never blocks a session. Metrics are aggregated
+    in place and sent every OTEL_METRIC_EXPORT_INTERVAL ms (60 s by default).
+    """
+    resource = Resource.create({SERVICE_NAME: choice.service_name})
+    meter_provider = None
+    if choice.metrics:
+        reader = PeriodicExportingMetricReader(metric_exporter(choice))
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    tracer_provider = None
+    if choice.traces:
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter(choice), meter_provider=meter_provider))
+    return tracer_provider, meter_provider
