@@ -221,9 +221,9 @@ class SessionRegistry:
     async def reap(self, now: float) -> None:
         """Close sessions idle past their TTL, and retire those that closed themselves."""
         for session in list(self._active.values()):
-            if session.closed:
+            if session.finished:
                 self._retire(session)
-            elif session.reapable(now):
+            elif not session.closed and session.reapable(now):
                 log.info("idle ttl reached", extra={"session": session.name})
                 await session.close("idle ttl expired")
                 self._retire(session)

@@ -234,7 +234,7 @@ class Session:
         self.log.info("session closed", extra={"reason": reason})
 
     async def _say_farewell(self, farewell: AgentAction, timeout: float) -> None:
-        self.speaker.interrupt(include_queued=True, fade_ms=50, force=True)
+        self._interrupt(include_queued=True, fade_ms=50, force=True, by_request=True)
         utterance = self._start_action(farewell, UtteranceSource.FAREWELL)
         try:
             await asyncio.wait_for(asyncio.shield(utterance.done), timeout)
@@ -244,6 +244,11 @@ class Session:
     @property
     def closed(self) -> bool:
         return self.status is SessionStatus.CLOSED or self._closing is not None
+
+    @property
+    def finished(self) -> bool:
+        """Closing is over (a farewell may still be playing while `closed` is already true)."""
+        return self._closing is not None and self._closing.done()
 
     def ensure_active(self) -> None:
         if self.closed:
@@ -289,7 +294,8 @@ class Session:
     def say(self, text: str, *, interruptible: bool = True, add_to_context: bool = True,
             source: UtteranceSource = UtteranceSource.SAY) -> Utterance:
         """Queue a text to speak; returns its handle at once."""
-        self.ensure_active()
+        if source is not UtteranceSource.FAREWELL:  # the farewell is said while the session closes
+            self.ensure_active()
         self._check_text(text, "text", required=True)
         utterance = self._new_utterance(source, text, interruptible, add_to_context)
 
@@ -303,7 +309,8 @@ class Session:
               interruptible: bool = True, source: UtteranceSource = UtteranceSource.REPLY,
               turn: _PendingTurn | None = None) -> Utterance:
         """Queue an answer from the language model; returns its handle at once."""
-        self.ensure_active()
+        if source is not UtteranceSource.FAREWELL:  # the farewell is said while the session closes
+            self.ensure_active()
         self._check_text(instructions, "instructions", required=False)
         self._check_text(user_text, "user_text", required=False)
         if self.speaker.busy:
