@@ -57,10 +57,11 @@ class ParleyServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
+        interceptors: list[grpc.aio.ServerInterceptor] = [self._drain]
         tracing = self.telemetry.interceptor(SERVICE_NAME)
         if tracing is not None:
             interceptors.append(tracing)
-        server = grpc.aio.server(interceptors=[self._drain], options=options)
+        server = grpc.aio.server(interceptors=interceptors, options=options)
         agent_session_service_pb2_grpc.add_AgentSessionServiceServicer_to_server(
             AgentSessionServicer(self.registry), server
         )
