@@ -45,7 +45,7 @@ class ResourceExhausted(ParleyError):
     reason = "RESOURCE_EXHAUSTED"
 
     def __init__(self, limit: str, message: str) -> None:
-        super().__init__(message, reason="LIMIT_EXCEEDED")
+        super().__init__(f"{message} (limit: {limit})", reason="LIMIT_EXCEEDED")
         self.limit = limit
 
 

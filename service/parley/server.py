@@ -10,10 +10,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from parley.api.auth import AuthInterceptor, load_tokens
 from parley.api.interceptors import DrainInterceptor
+from parley.api.tls import server_credentials
 from parley.api.servicer import AgentSessionServicer
 from parley.providers.workers import Workers
 from parley.sessions.registry import RegistryLimits, SessionRegistry
+from parley.sessions.session import SessionLimits
 from parley.settings import ServerSettings
 from parley.telemetry import Telemetry
 from parley.v1 import agent_session_service_pb2, agent_session_service_pb2_grpc
@@ -36,11 +39,15 @@ class ParleyServer:
                 max_sessions=settings.max_sessions,
                 idle_ttl_seconds=settings.session_idle_ttl,
                 reap_interval_seconds=settings.reap_interval,
+                max_sessions_per_principal=settings.max_sessions_per_principal,
             ),
             workers=Workers(settings.provider_threads or None),
+            session_limits=session_limits(settings),
             telemetry=self.telemetry,
         )
         self._drain = DrainInterceptor()
+        self._tokens = load_tokens(settings)  # read (and checked) before anything binds
+        self._credentials = server_credentials(settings)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
@@ -58,6 +65,8 @@ class ParleyServer:
             ("grpc.keepalive_permit_without_calls", 1),
         ]
         interceptors: list[grpc.aio.ServerInterceptor] = [self._drain]
+        if self._tokens:
+            interceptors.append(AuthInterceptor(self._tokens))
         tracing = self.telemetry.interceptor(SERVICE_NAME)
         if tracing is not None:
             interceptors.append(tracing)
@@ -67,7 +76,11 @@ class ParleyServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        address = f"{s.host}:{s.port}"
+        if self._credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, self._credentials)
         if self.port == 0:
             raise RuntimeError(f"cannot bind {s.host}:{s.port}")
         await server.start()
@@ -75,7 +88,8 @@ class ParleyServer:
         self.registry.start_reaper()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"address": f"{s.host}:{self.port}"})
+        log.info("serving", extra={"address": f"{s.host}:{self.port}", "tls": self._credentials is not None,
+                                   "auth": bool(self._tokens)})
         return self.port
 
     async def stop(self) -> None:
@@ -104,6 +118,18 @@ class ParleyServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def session_limits(settings: ServerSettings) -> SessionLimits:
+    s = settings
+    return SessionLimits(
+        max_text_chars=s.max_text_chars, max_queued_utterances=s.max_queued_utterances,
+        max_chunk_bytes=s.max_chunk_bytes, max_subscribers=s.max_subscribers, max_tools=s.max_tools,
+        stream_frame_buffer=s.stream_frame_buffer, requests_per_second=s.max_requests_per_second,
+        request_burst=s.request_burst, provider_stall_seconds=s.provider_stall_seconds, audio_dir=s.audio_dir,
+        max_layer_file_bytes=s.max_layer_file_bytes,
+        allow_mcp_stdio=s.allow_mcp_stdio,
+    )
 
 
 async def serve(settings: ServerSettings) -> None:

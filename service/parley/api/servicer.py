@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from parley.api import converters as conv
+from parley.api.auth import current_principal
 from parley.api.status import maps_errors
 from parley.errors import InvalidArgument
 from parley.sessions.registry import SessionRegistry
@@ -19,16 +20,16 @@ from parley.v1 import audio_pb2
 
 
 def owner_of(context: grpc.aio.ServicerContext) -> str:
-    """The principal that makes the call ("" when authentication is off)."""
-    return ""
+    """The principal that makes the call ("" when authentication is off); set by AuthInterceptor."""
+    return current_principal()
 
 
 class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     def __init__(self, registry: SessionRegistry) -> None:
         self.registry = registry
 
-    def _active(self, name: str, context: grpc.aio.ServicerContext) -> Session:
-        return self.registry.get_active(name, owner=owner_of(context))
+    def _active(self, name: str, context: grpc.aio.ServicerContext, field: str = "session") -> Session:
+        return self.registry.get_active(name, owner=owner_of(context), field=field)
 
     @staticmethod
     def _session_proto(session: Session, *, full: bool = True):  # type: ignore[no-untyped-def]
@@ -185,7 +186,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("message") != "config":
             raise InvalidArgument("config", "the first StreamAudio message must be config")
-        session = self._active(first.config.session, context)
+        session = self._active(first.config.session, context, "config.session")
         spec = conv.stream_spec_from_proto(first.config, session.config.output_format)
         stream = session.attach_stream(spec, take_over=first.config.take_over)
         reader = asyncio.create_task(self._read_audio(requests, session, stream))

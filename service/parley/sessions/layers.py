@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from parley.audio.layers import Clip, load_clip
+from parley.audio.layers import DEFAULT_MAX_BYTES, Clip, load_clip
 from parley.audio.mixer import DEFAULT_LAYER_GAIN, Mixer
+from parley.errors import InvalidArgument
 from parley.providers.workers import Workers
 from parley.sessions.config import AudioLayerConfig, LayerMode, SessionConfig, check_fade, check_layer
+from parley.sessions.sources import resolve_source
 
 BACKGROUND, THINKING = "background", "thinking"
 
@@ -30,7 +32,13 @@ class LayerStatus:
 
 
 class Layers:
-    def __init__(self, mixer: Mixer, config: SessionConfig, workers: Workers, *, clip_cache: int = 4) -> None:
+    def __init__(self, mixer: Mixer, config: SessionConfig, workers: Workers, *, clip_cache: int = 4,
+                 audio_dir: str = "", max_file_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        for layer, path in ((config.background_audio.layer, "config.background_audio.layer.source"),
+                            (config.thinking_audio.layer, "config.thinking_audio.layer.source")):
+            resolve_source(layer.source, audio_dir, path, max_file_bytes)
+        self._audio_dir = audio_dir
+        self._max_file_bytes = max_file_bytes
         self._mixer = mixer
         self._config = config
         self._workers = workers
@@ -133,10 +141,14 @@ class Layers:
         key = (name, layer.source, layer.looping)
         clip = self._clips.get(key)
         if clip is None:
-            clip = await self._workers.run(
-                load_clip, layer.source, self._mixer.sample_rate, 1, layer=name, looping=layer.looping,
-                field="layer.source",
-            )
+            path = resolve_source(layer.source, self._audio_dir, "layer.source", self._max_file_bytes)
+            try:
+                clip = await self._workers.run(
+                    load_clip, path, self._mixer.sample_rate, 1, layer=name, looping=layer.looping,
+                    field="layer.source", max_bytes=self._max_file_bytes,
+                )
+            except InvalidArgument as exc:  # say it with the client's name for the file, not the server's path
+                raise InvalidArgument(exc.field, exc.description.replace(path, layer.source)) from None
             self._clips[key] = clip
             while len(self._clips) > self._clip_cache:
                 self._clips.popitem(last=False)

@@ -32,6 +32,7 @@ SESSION_NAME = re.compile(r"^sessions/([A-Za-z0-9_-]{1,64})$")
 @dataclass(frozen=True)
 class RegistryLimits:
     max_sessions: int = 1000
+    max_sessions_per_principal: int = 250  # one tenant may not take the whole server
     idle_ttl_seconds: float = 600.0
     reap_interval_seconds: float = 1.0
     closed_retention: int = 1000  # closed sessions still answering Get
@@ -131,6 +132,9 @@ class SessionRegistry:
         validate(config)
         if len(self._active) >= self.limits.max_sessions:
             raise ResourceExhausted("max_sessions", f"the server holds its maximum of {self.limits.max_sessions} sessions")
+        if sum(s.owner == owner for s in self._active.values()) >= self.limits.max_sessions_per_principal:
+            raise ResourceExhausted("max_sessions_per_principal",
+                                    f"at most {self.limits.max_sessions_per_principal} open sessions per principal")
         session_id = secrets.token_hex(8)
         name = f"sessions/{session_id}"
         ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.idle_ttl_seconds
@@ -163,6 +167,7 @@ class SessionRegistry:
         session = self.get(name, owner=owner, field=field)
         session.ensure_active()
         assert isinstance(session, Session)
+        session.request_rate.take()
         session.touch()
         return session
 

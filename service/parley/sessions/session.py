@@ -36,6 +36,8 @@ from parley.sessions.layers import Layers, LayerStatus
 from parley.sessions.listener import Listener, ListenerCallbacks, UserTurn
 from parley.sessions.metrics import SessionMetrics, SessionMetricsSnapshot, TurnMetricsSnapshot
 from parley.sessions.playout import Pacer
+from parley.sessions.ratelimit import TokenBucket
+from parley.sessions.stall import guard_llm, guard_tts
 from parley.sessions.replies import ReplyStats, generate_reply
 from parley.sessions.speech import Speaker, SpeechJob
 from parley.sessions.states import AgentState, SessionStatus, UserState, UtteranceSource, UtteranceState
@@ -67,6 +69,11 @@ class SessionLimits:
     stream_frame_buffer: int = 50  # frames an attached stream may lag before the oldest are dropped
     recent_utterances: int = 50
     allow_mcp_stdio: bool = False  # a stdio MCP server runs a command on this host: the operator's opt-in
+    requests_per_second: float = 50.0  # token bucket per session; 0: unlimited
+    request_burst: int = 100
+    provider_stall_seconds: float = 30.0  # a TTS/LLM silent this long fails its utterance; 0: never
+    audio_dir: str = ""  # layer files clients may name live here; "" allows builtin: sounds only
+    max_layer_file_bytes: int = 20 * 1024 * 1024
 
 
 @dataclass
@@ -140,6 +147,7 @@ class Session:
         self.tools: list[ToolSpec] = list(config.tools)
         self.tool_calls = ToolCalls()
         self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio)
+        self.request_rate = TokenBucket(limits.requests_per_second, limits.request_burst)
         self._requests = RequestLog(1000)
         self._ids = itertools.count(1)
         self._utterances: dict[str, Utterance] = {}
@@ -162,9 +170,10 @@ class Session:
         self._input_resampler: StreamResampler | None = None
         fmt = config.output_format
         self.mixer = Mixer(fmt.sample_rate_hz, speech_limit_ms=SPEECH_BUFFER_MS)
-        self.layers = Layers(self.mixer, config, workers)
-        self.tts: TTS = self._build("tts")
-        self.llm: LLM = self._build("llm")
+        self.layers = Layers(self.mixer, config, workers, audio_dir=limits.audio_dir,
+                             max_file_bytes=limits.max_layer_file_bytes)
+        self.tts: TTS = guard_tts(self._build("tts"), limits.provider_stall_seconds)
+        self.llm: LLM = guard_llm(self._build("llm"), limits.provider_stall_seconds)
         self.stt: STT = self._build("stt")
         self.vad: VAD = self._build("vad")
         self.turn_detector: TurnDetector = self._build("turn_detector")
@@ -286,7 +295,7 @@ class Session:
         if required and not text.strip():
             raise InvalidArgument(field, "must not be empty")
         if len(text) > self.limits.max_text_chars:
-            raise InvalidArgument(field, f"is {len(text)} characters; the limit is {self.limits.max_text_chars}")
+            raise InvalidArgument(field, f"is {len(text)} characters; the limit (max_text_chars) is {self.limits.max_text_chars}")
         if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
             raise InvalidArgument(field, "contains control characters")
         return text
@@ -471,7 +480,7 @@ class Session:
         if stream is not self.stream:
             return
         if len(pcm) == 0 or len(pcm) > self.limits.max_chunk_bytes:
-            raise InvalidArgument("audio.pcm", f"must be 1..{self.limits.max_chunk_bytes} bytes, got {len(pcm)}")
+            raise InvalidArgument("audio.pcm", f"must be 1..{self.limits.max_chunk_bytes} bytes (max_chunk_bytes), got {len(pcm)}")
         if len(pcm) % (2 * stream.spec.input_channels):
             raise InvalidArgument("audio.pcm", "length must be a whole number of 16-bit samples per channel")
         self.touch()

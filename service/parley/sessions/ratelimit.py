@@ -1,0 +1,34 @@
+"""A token bucket: how many requests a session may make, on average and in a burst."""
+
+from __future__ import annotations
+
+import time
+
+from parley.errors import ResourceExhausted
+
+
+class TokenBucket:
+    """`rate` tokens per second refill a bucket of `burst`; each request takes one.
+
+    A request finding the bucket empty is RESOURCE_EXHAUSTED naming `limit`;
+    the caller may retry after about 1/rate seconds.
+    """
+
+    def __init__(self, rate: float, burst: int, limit: str = "max_requests_per_second") -> None:
+        self._rate = rate
+        self._burst = float(max(1, burst))
+        self._tokens = self._burst
+        self._last = time.monotonic()
+        self._limit = limit
+
+    def take(self) -> None:
+        if self._rate <= 0:
+            return  # unlimited
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            raise ResourceExhausted(
+                self._limit, f"more than {self._rate:g} requests per second (burst {self._burst:g}) on this session"
+            )
+        self._tokens -= 1
