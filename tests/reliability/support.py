@@ -54,9 +54,10 @@ async def outcome_of(call: Awaitable[object]) -> Outcome:
     return Outcome(grpc.StatusCode.OK)
 
 
-async def stream_outcome(stub, messages: list[pb.StreamAudioRequest], *, timeout: float = 10.0) -> Outcome:  # type: ignore[no-untyped-def]
+async def stream_outcome(stub, messages: list[pb.StreamAudioRequest], *, timeout: float = 10.0,  # type: ignore[no-untyped-def]
+                         metadata: tuple[tuple[str, str], ...] = ()) -> Outcome:
     """Send `messages` on a StreamAudio call, half-close, and return how the call ended."""
-    call = stub.StreamAudio(timeout=timeout)
+    call = stub.StreamAudio(timeout=timeout, metadata=metadata)
     for message in messages:
         try:
             await call.write(message)
@@ -106,3 +107,16 @@ class ErrorLog(logging.Handler):
         return [f"{r.name}: {r.getMessage()} {r.exc_info[1]!r}" if r.exc_info else f"{r.name}: {r.getMessage()}"
                 for r in self.records]
 
+
+
+def attach(stub, session: str, metadata: tuple[tuple[str, str], ...] = ()) -> StreamClient:  # type: ignore[no-untyped-def]
+    """A StreamAudio call on `session` (16 kHz in), recording what it receives."""
+    call = stub.StreamAudio(metadata=metadata)
+    client = StreamClient(call)
+    client._reader = asyncio.ensure_future(_configure_and_read(client, session))
+    return client
+
+
+async def _configure_and_read(client: StreamClient, session: str) -> None:
+    await client.call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=session)))
+    await client._read()
