@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import uvicorn
@@ -45,20 +47,52 @@ def weather_app(record: WeatherServer) -> MCPServer:
     return app
 
 
-@pytest.fixture
-async def weather_server() -> AsyncIterator[WeatherServer]:
+TOKEN = "Bearer s3cret"
+
+
+def require_token(app: Any) -> Any:
+    """ASGI wrapper: 401 unless the request carries `authorization: TOKEN`."""
+
+    async def guarded(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != TOKEN.encode():
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+@asynccontextmanager
+async def serving(record: WeatherServer, *, guarded: bool = False) -> AsyncIterator[WeatherServer]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    record = WeatherServer(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp")
-    server = uvicorn.Server(uvicorn.Config(weather_app(record).streamable_http_app(), log_level="warning"))
+    record.url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    app = weather_app(record).streamable_http_app()
+    server = uvicorn.Server(uvicorn.Config(require_token(app) if guarded else app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         assert not task.done(), "the MCP server did not start"
         await asyncio.sleep(0.01)
-    yield record
-    server.should_exit = True
-    await task
-    sock.close()
+    try:
+        yield record
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def weather_server() -> AsyncIterator[WeatherServer]:
+    async with serving(WeatherServer("")) as record:
+        yield record
+
+
+@pytest.fixture
+async def guarded_weather_server() -> AsyncIterator[WeatherServer]:
+    """The same server behind a bearer token (TOKEN)."""
+    async with serving(WeatherServer(""), guarded=True) as record:
+        yield record
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from parley.v1 import session_pb2
 from tests.engine.conftest import open_stream, rms
 from tests.engine.test_speech import PLAYED, wait_done
 from tests.helpers import error_details
-from tests.mcp.conftest import mcp_tasks, providers_with
+from tests.mcp.conftest import TOKEN, mcp_tasks, providers_with
 from tests.providers.openai_stand_in import Reply, finish_chunk, text_chunk, tool_chunk
 
 MCP, CLIENT = session_pb2.TOOL_SOURCE_MCP, session_pb2.TOOL_SOURCE_CLIENT
@@ -200,3 +200,21 @@ async def test_stdio_mcp_server_is_refused_unless_the_operator_allows_it(stub) -
     assert failed.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "--allow-mcp-stdio" in failed.value.details()
     assert error_details(failed.value)[1] == "MCP_STDIO_DISABLED"
+
+
+async def test_headers_reach_the_mcp_server_and_are_not_shown_back(  # type: ignore[no-untyped-def]
+    stub, guarded_weather_server
+) -> None:
+    url = guarded_weather_server.url
+    bare = session_pb2.SessionConfig(providers=providers_with(), mcp_servers=[weather_config(url)])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Start(pb.StartRequest(config=bare))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION and url in refused.value.details()
+
+    signed = session_pb2.SessionConfig(providers=providers_with(), mcp_servers=[
+        weather_config(url, headers={"authorization": TOKEN})])
+    session = (await stub.Start(pb.StartRequest(config=signed))).session
+    assert {t.name for t in session.tools} == {"get_weather", "wait"}
+    shown = (await stub.Get(pb.GetRequest(session=session.name))).session.config.mcp_servers[0]
+    assert dict(shown.headers) == {"authorization": "<redacted>"}
+    await stub.Close(pb.CloseRequest(session=session.name))
