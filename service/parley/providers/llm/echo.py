@@ -17,6 +17,7 @@ from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.errors import InvalidArgument
 from parley.providers.base import LLM, LLMChunk, TextDelta, Usage
 from parley.providers.options import Opt
+from parley.providers.stand_in_faults import Fault
 from parley.providers.workers import Workers
 
 OPTIONS = {
@@ -26,6 +27,8 @@ OPTIONS = {
     "after_tools_template": Opt(str, "Done: {tool_results}", help="{tool_results} joins the tool results"),
     "tool_calls": Opt(list, [], items=dict, help='[{"name": "...", "arguments": {...}}, ...]'),
     "token_delay_ms": Opt(int, 0, min=0, max=10_000, help="pause before each word, to imitate generation time"),
+    "fault_word": Opt(str, "", help="a user message containing this word meets `fault` (to test failure handling)"),
+    "fault": Opt(str, "raise", choices=("raise", "hang"), help="raise: crash; hang: never yield again"),
 }
 
 
@@ -38,9 +41,11 @@ class EchoLLM(LLM):
         self._after_tools = options["after_tools_template"]
         self._delay = options["token_delay_ms"] / 1000
         self._calls = [_scripted_call(i, spec) for i, spec in enumerate(options["tool_calls"])]
+        self._fault = Fault(options["fault_word"], options["fault"])
 
     async def chat(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]:
         last = messages[-1] if messages else ChatMessage(Role.USER)
+        await self._fault.check(_last(messages, Role.USER))
         if self._calls and last.role is Role.USER:
             for call in self._calls:
                 yield call

@@ -13,6 +13,7 @@ import numpy as np
 
 from parley.providers.base import TTS
 from parley.providers.options import Opt
+from parley.providers.stand_in_faults import Fault
 from parley.providers.workers import Workers
 
 OPTIONS = {
@@ -20,6 +21,8 @@ OPTIONS = {
     "ms_per_char": Opt(int, 60, min=1, max=1000),
     "frequency": Opt(float, 440.0, min=20.0, max=4000.0),
     "amplitude": Opt(int, 8000, min=0, max=32767),
+    "fault_word": Opt(str, "", help="a text containing this word meets `fault` (to test failure handling)"),
+    "fault": Opt(str, "raise", choices=("raise", "hang"), help="raise: crash; hang: never yield again"),
 }
 
 
@@ -32,12 +35,14 @@ class ToneTTS(TTS):
         t = np.arange(self._char_samples) / self.sample_rate
         self._tone = (options["amplitude"] * np.sin(2 * np.pi * options["frequency"] * t)).astype(np.int16)
         self._silence = np.zeros(self._char_samples, np.int16)
+        self._fault = Fault(options["fault_word"], options["fault"])
 
     def duration_ms(self, text: str) -> int:
         """Length of the audio synthesize(text) yields."""
         return len(text) * self._char_samples * 1000 // self.sample_rate
 
     async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+        await self._fault.check(text)
         for index, word in enumerate(text.split(" ")):
             if index:
                 yield self._silence.copy()
