@@ -14,6 +14,7 @@ from parley.api.auth import AuthInterceptor, load_tokens
 from parley.api.interceptors import DrainInterceptor
 from parley.api.tls import server_credentials
 from parley.api.servicer import AgentSessionServicer
+from parley.providers.registry import warm_up_defaults
 from parley.providers.workers import Workers
 from parley.sessions.registry import RegistryLimits, SessionRegistry
 from parley.sessions.session import SessionLimits
@@ -136,8 +137,11 @@ async def serve(settings: ServerSettings) -> None:
     """Run until SIGTERM or SIGINT, then drain and return."""
     server = ParleyServer(settings)
     await server.start()
+    warming = asyncio.create_task(warm_up_defaults(server.registry.workers)) if settings.warm_up else None
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stopping or stopping.append(asyncio.create_task(server.stop())))
     await server.wait_stopped()
+    if warming is not None:
+        warming.cancel()

@@ -8,12 +8,16 @@ provider whose extra is not installed costs nothing until it is asked for.
 from __future__ import annotations
 
 import importlib
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from parley.errors import InvalidArgument
 from parley.providers.options import validate
 from parley.providers.workers import Workers
+
+log = logging.getLogger("parley.providers")
 
 STAGES = ("stt", "tts", "llm", "vad", "turn_detector")
 
@@ -86,6 +90,22 @@ def build(stage: str, name: str, options: dict[str, Any], *, voice: str = "", wo
         ) from exc
     checked = validate(module.OPTIONS, options, f"{field}.options")
     return getattr(module, class_name)(checked, voice=voice, workers=workers)
+
+
+async def warm_up_defaults(workers: Workers) -> None:
+    """Load the default providers' models now, so the first caller does not wait for them.
+
+    A model that fails to load is logged; sessions then fail on it the usual way.
+    """
+    for stage in ("tts", "stt", "llm"):  # the stages with models to load
+        started = time.monotonic()
+        try:
+            await build(stage, "", {}, workers=workers).warm_up()
+        except Exception:  # noqa: BLE001 - warming is best effort
+            log.exception("warm-up failed", extra={"stage": stage})
+            continue
+        log.info("warmed up", extra={"stage": stage, "provider": DEFAULTS[stage],
+                                     "seconds": round(time.monotonic() - started, 2)})
 
 
 def _stage(stage: str) -> dict[str, Entry]:
