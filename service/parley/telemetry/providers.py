@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -9,6 +11,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from parley.telemetry.exporters import ExportChoice, metric_exporter, span_exporter
+
+
+# Small, frequent batches by default (the OTEL_BSP_* variables still win):
+# encoding a batch holds the interpreter lock on the exporter thread, and the
+# SDK's default 512-span batch delayed every session's 20 ms frame clock
+# (p99 frame lateness at 50 sessions: 15 ms with 512, 3 ms with 32).
+EXPORT_BATCH = 32
+EXPORT_DELAY_MS = 250
 
 
 def build_providers(choice: ExportChoice) -> tuple[TracerProvider | None, MeterProvider | None]:
@@ -27,5 +37,9 @@ def build_providers(choice: ExportChoice) -> tuple[TracerProvider | None, MeterP
     tracer_provider = None
     if choice.traces:
         tracer_provider = TracerProvider(resource=resource)
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter(choice), meter_provider=meter_provider))
+        tracer_provider.add_span_processor(BatchSpanProcessor(
+            span_exporter(choice), meter_provider=meter_provider,
+            max_export_batch_size=int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", EXPORT_BATCH)),
+            schedule_delay_millis=float(os.environ.get("OTEL_BSP_SCHEDULE_DELAY", EXPORT_DELAY_MS)),
+        ))
     return tracer_provider, meter_provider
