@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Parley server on a free loopback port, and its stubs."""
+"""Shared fixtures: a real Parley server on a free loopback port, its stubs, an OTLP receiver."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ import pytest
 from parley.server import ParleyServer
 from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from tests.telemetry.receiver import Receiver
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real OTLP collector endpoint (trace and metrics services) on a loopback port."""
+    r = Receiver()
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
 
 
 @pytest.fixture

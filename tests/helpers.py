@@ -1,9 +1,13 @@
-"""Small helpers for reading rich gRPC errors in tests."""
+"""Small test helpers: rich gRPC errors, free ports, waiting for a server process."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 def error_details(exc: grpc.aio.AioRpcError) -> tuple[list[tuple[str, str]], str]:
@@ -24,3 +28,22 @@ def error_details(exc: grpc.aio.AioRpcError) -> tuple[list[tuple[str, str]], str
             detail.Unpack(info)
             reason = info.reason
     return violations, reason
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_serving(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for _ in range(200):
+        try:
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("server never became SERVING")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import grpc
@@ -14,26 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
-from tests.helpers import error_details
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_serving(channel: grpc.aio.Channel) -> None:
-    health = health_pb2_grpc.HealthStub(channel)
-    for _ in range(200):
-        try:
-            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.aio.AioRpcError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("server never became SERVING")
+from tests.helpers import error_details, free_port, wait_serving
 
 
 async def test_sigterm_drains_and_exits_zero() -> None:

@@ -16,8 +16,8 @@ from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, events_pb2, session_pb2
-from tests.api.test_shutdown import free_port, wait_serving
 from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
+from tests.helpers import free_port, wait_serving
 from tests.reliability.support import ErrorLog, contiguous, outcome_of, wait_frames
 
 STALL_SECONDS = 1.0
