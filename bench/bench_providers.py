@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import soxr
+
 from parley.chat import ChatMessage, Role
 from parley.providers import registry
 from parley.providers.base import TTS, TextDelta, Usage, VADEventType

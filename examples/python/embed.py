@@ -23,8 +23,7 @@ import wave
 import numpy as np
 
 from parley.sessions.config import AudioFormat, SessionConfig
-from parley.sessions.events import (AgentStateChanged, SessionEvent, TranscriptEvent, UserStateChanged,
-                                    UtteranceUpdated)
+from parley.sessions.events import AgentStateChanged, SessionEvent, TranscriptEvent, UserStateChanged, UtteranceUpdated
 from parley.sessions.registry import SessionRegistry
 from parley.sessions.states import UtteranceSource, UtteranceState
 from parley.sessions.stream import OutFrame, StreamSpec

@@ -12,8 +12,8 @@ from grpc_reflection.v1alpha import reflection
 
 from parley.api.auth import AuthInterceptor, load_tokens
 from parley.api.interceptors import DrainInterceptor
-from parley.api.tls import server_credentials
 from parley.api.servicer import AgentSessionServicer
+from parley.api.tls import server_credentials
 from parley.providers.registry import warm_up_defaults
 from parley.providers.workers import Workers
 from parley.sessions.registry import RegistryLimits, SessionRegistry

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from mix_reference import max_step, peak_hz, run, snr_db, tone
+
 from parley.audio import BUILTIN_SOUNDS, Mixer, clip_from_pcm, load_clip
 from parley.errors import InvalidArgument
 

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from mix_reference import equal_power_in, equal_power_out, looped, max_step, mix, once, run
+
 from parley.audio import Mixer, clip_from_pcm
 
 RATES = st.sampled_from([8000, 16000, 24000, 48000])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mix_reference import peak_hz, snr_db, tone
+
 from parley.audio import StreamResampler, as_int16, resample, to_bytes
 from parley.errors import InvalidArgument
 

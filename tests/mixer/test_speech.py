@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mix_reference import equal_power_out, max_step, run, tone
+
 from parley.audio import Mixer, SpeechEnd, clip_from_pcm, load_clip
 from parley.errors import InvalidArgument, ResourceExhausted
 

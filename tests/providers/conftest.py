@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soxr
 from openai_stand_in import StandInOpenAIServer
+from provider_speech import LEAD_MS, TAIL_MS, Speech
+
 from parley.providers import registry
 from parley.providers.workers import Workers
-from provider_speech import LEAD_MS, TAIL_MS, Speech
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from parley.chat import ChatMessage, Role, ToolCall
 from parley.errors import InvalidArgument
 from parley.providers import registry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from parley.chat import ChatMessage, Role
 from parley.providers import registry
 from parley.providers.base import ProviderError, TextDelta, Usage

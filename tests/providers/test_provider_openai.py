@@ -6,6 +6,7 @@ from contextlib import aclosing
 
 import pytest
 from openai_stand_in import Reply, StandInOpenAIServer, finish_chunk, text_chunk, tool_chunk, usage_chunk
+
 from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.errors import InvalidArgument
 from parley.providers import registry

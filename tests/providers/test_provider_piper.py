@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soxr
+
 from parley.errors import InvalidArgument
 from parley.providers import registry
 from parley.providers.workers import Workers

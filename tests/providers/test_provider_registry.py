@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from parley.errors import InvalidArgument
 from parley.providers import registry
 from parley.providers.base import LLM, STT, TTS, VAD, TurnDetector

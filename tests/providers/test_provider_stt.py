@@ -3,10 +3,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from provider_speech import Speech, frames
+
 from parley.providers import registry
 from parley.providers.base import Transcript
 from parley.providers.workers import Workers
-from provider_speech import Speech, frames
 
 
 async def transcribe(name: str, speech: Speech, workers: Workers) -> tuple[Transcript, list[Transcript]]:

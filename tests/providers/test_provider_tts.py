@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from parley.errors import InvalidArgument
 from parley.providers import registry
 from parley.providers.tts import espeak_engine

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from parley.providers import registry
 from parley.providers.workers import Workers
 

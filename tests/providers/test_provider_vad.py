@@ -4,10 +4,11 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
+from provider_speech import Speech, frames
+
 from parley.providers import registry
 from parley.providers.base import VADEvent, VADEventType
 from parley.providers.workers import Workers
-from provider_speech import Speech, frames
 
 
 def run(vad_name: str, pcm: np.ndarray, workers: Workers, chunk_ms: int = 20, **options: object) -> list[VADEvent]:

@@ -37,9 +37,9 @@ from parley.sessions.listener import Listener, ListenerCallbacks, UserTurn
 from parley.sessions.metrics import SessionMetrics, SessionMetricsSnapshot, TurnMetricsSnapshot
 from parley.sessions.playout import Pacer
 from parley.sessions.ratelimit import TokenBucket
-from parley.sessions.stall import guard_llm, guard_tts
 from parley.sessions.replies import ReplyStats, generate_reply
 from parley.sessions.speech import Speaker, SpeechJob
+from parley.sessions.stall import guard_llm, guard_tts
 from parley.sessions.states import AgentState, SessionStatus, UserState, UtteranceSource, UtteranceState
 from parley.sessions.stream import AttachedStream, OutFrame, StreamSpec
 from parley.sessions.tools import ToolCalls, ToolOutcome

@@ -12,7 +12,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from parley.telemetry.exporters import ExportChoice, metric_exporter, span_exporter
 
-
 # Small, frequent batches by default (the OTEL_BSP_* variables still win):
 # encoding a batch holds the interpreter lock on the exporter thread, and the
 # SDK's default 512-span batch delayed every session's 20 ms frame clock

@@ -34,14 +34,13 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
+from parley.chat import ToolCall
+from parley.providers.base import LLM, LLMChunk, Usage
 from parley.sessions.metrics import TurnMetricsSnapshot
 from parley.sessions.states import UtteranceState
 from parley.telemetry import spans as names
 from parley.telemetry.calls import CallScope, bind_call, current_call
 from parley.telemetry.instruments import Instruments
-
-from parley.chat import ToolCall
-from parley.providers.base import LLM, LLMChunk, Usage
 
 if TYPE_CHECKING:
     from parley.sessions.listener import UserTurn
