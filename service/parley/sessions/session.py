@@ -30,7 +30,8 @@ from parley.providers import registry as providers
 from parley.providers.base import LLM, STT, TTS, VAD, Transcript, TurnDetector
 from parley.providers.workers import Workers
 from parley.sessions import events as ev
-from parley.sessions.config import AgentAction, AudioLayerConfig, InterruptionMode, SessionConfig
+from parley.sessions.barge_in import BargeIn
+from parley.sessions.config import AgentAction, AudioLayerConfig, SessionConfig
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.layers import Layers, LayerStatus
 from parley.sessions.listener import Listener, ListenerCallbacks, UserTurn
@@ -143,7 +144,9 @@ class Session:
         self.log = SessionLogger(log, {"session": name})
         self.bus = ev.EventBus(name, max_subscribers=limits.max_subscribers)
         self.metrics = SessionMetrics()
-        self.chat_history: list[ChatMessage] = [ChatMessage(Role.SYSTEM, config.instructions)] if config.instructions else []
+        self.chat_history: list[ChatMessage] = (
+            [ChatMessage(Role.SYSTEM, config.instructions)] if config.instructions else []
+        )
         self.tools: list[ToolSpec] = list(config.tools)
         self.tool_calls = ToolCalls()
         self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio)
@@ -158,10 +161,7 @@ class Session:
         self._closing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._thinking = False
-        self._paused: Utterance | None = None
-        self._barge_in: asyncio.TimerHandle | None = None
-        self._resume_timer: asyncio.TimerHandle | None = None
-        self._user_words = 0
+        self.barge_in = BargeIn(config.interruption, _BargeInActions(self))
         self._pending_turn: _PendingTurn | None = None
         self._reply_turns: dict[str, _PendingTurn] = {}
         self._greeted = False
@@ -193,7 +193,9 @@ class Session:
     async def start(self) -> None:
         self.tools.extend(await self.mcp.open(self.tools, self._warn_at_start))
         if len(self.tools) > self.limits.max_tools:
-            raise ResourceExhausted("max_tools", f"at most {self.limits.max_tools} tools per session, MCP tools included")
+            raise ResourceExhausted(
+                "max_tools", f"at most {self.limits.max_tools} tools per session, MCP tools included"
+            )
         if self.config.background_audio.play_on_start:
             await self.layers.play_background(None, self.config.background_audio.override_thinking)
             self.pacer.wake()
@@ -220,9 +222,9 @@ class Session:
         self.close_time = time.time()
         self.close_reason = reason
         self.wakeup.cancel()
-        for timer in (self._barge_in, self._resume_timer, self._reattach_timer):
-            if timer is not None:
-                timer.cancel()
+        self.barge_in.close()
+        if self._reattach_timer is not None:
+            self._reattach_timer.cancel()
         self.tool_calls.cancel_all()
         await self.speaker.aclose()
         await self.pacer.aclose()
@@ -282,7 +284,9 @@ class Session:
 
     # -- speaking ----------------------------------------------------------------
 
-    def _new_utterance(self, source: UtteranceSource, text: str, interruptible: bool, add_to_context: bool) -> Utterance:
+    def _new_utterance(
+        self, source: UtteranceSource, text: str, interruptible: bool, add_to_context: bool
+    ) -> Utterance:
         utterance = Utterance(f"u{next(self._ids)}", source, text, interruptible=interruptible,
                               add_to_context=add_to_context)
         self._utterances[utterance.id] = utterance
@@ -295,7 +299,9 @@ class Session:
         if required and not text.strip():
             raise InvalidArgument(field, "must not be empty")
         if len(text) > self.limits.max_text_chars:
-            raise InvalidArgument(field, f"is {len(text)} characters; the limit (max_text_chars) is {self.limits.max_text_chars}")
+            raise InvalidArgument(
+                field, f"is {len(text)} characters; the limit (max_text_chars) is {self.limits.max_text_chars}"
+            )
         if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
             raise InvalidArgument(field, "contains control characters")
         return text
@@ -371,8 +377,7 @@ class Session:
         return self._interrupt(include_queued=include_queued, fade_ms=fade_ms or 20, force=force, by_request=True)
 
     def _interrupt(self, *, include_queued: bool, fade_ms: int, force: bool, by_request: bool) -> list[Utterance]:
-        self._cancel_barge_in()
-        self._paused = None
+        self.barge_in.reset()
         cut = self.speaker.interrupt(include_queued=include_queued, fade_ms=fade_ms, force=force)
         for utterance in cut:
             self.telemetry.interrupted(utterance, by_request)
@@ -480,7 +485,9 @@ class Session:
         if stream is not self.stream:
             return
         if len(pcm) == 0 or len(pcm) > self.limits.max_chunk_bytes:
-            raise InvalidArgument("audio.pcm", f"must be 1..{self.limits.max_chunk_bytes} bytes (max_chunk_bytes), got {len(pcm)}")
+            raise InvalidArgument(
+                "audio.pcm", f"must be 1..{self.limits.max_chunk_bytes} bytes (max_chunk_bytes), got {len(pcm)}"
+            )
         if len(pcm) % (2 * stream.spec.input_channels):
             raise InvalidArgument("audio.pcm", "length must be a whole number of 16-bit samples per channel")
         self.touch()
@@ -549,7 +556,7 @@ class Session:
         if self.closed or self.agent_state is AgentState.STARTING:
             return
         current = self.speaker.current
-        if current is not None and current.state is UtteranceState.SPEAKING and self._paused is None:
+        if current is not None and current.state is UtteranceState.SPEAKING and self.barge_in.paused is None:
             state = AgentState.SPEAKING
         elif self._thinking:
             state = AgentState.THINKING
@@ -576,72 +583,20 @@ class Session:
     # -- user speech, barge-in ------------------------------------------------------------
 
     def _on_user_speech_started(self) -> None:
-        self._user_words = 0
         self.telemetry.user_speech_started()
         self._set_user_state(UserState.SPEAKING)
-        if self._resume_timer is not None:
-            self._resume_timer.cancel()
-            self._resume_timer = None
-        current = self.speaker.current
-        mode = self.config.interruption.mode
-        if current is None or not current.interruptible or mode is InterruptionMode.DISABLED:
-            return
-        if current.state is not UtteranceState.SPEAKING:
-            return
-        if self._paused is None and self.config.interruption.resume_on_false_interruption:
-            self._paused = current
-            self.mixer.pause_speech(fade_ms=100)
-            self.bus.publish(ev.Interruption("paused", current.id, False))
-            self._refresh_agent_state()
-        if mode in (InterruptionMode.HYBRID, InterruptionMode.VAD_ONLY):
-            self._cancel_barge_in()
-            self._barge_in = asyncio.get_running_loop().call_later(
-                self.config.interruption.min_duration_seconds, self._barge_in_by_voice
-            )
-
-    def _barge_in_by_voice(self) -> None:
-        self._barge_in = None
-        if self.user_state is UserState.SPEAKING:
-            self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+        self.barge_in.speech_started()
 
     def _on_user_speech_ended(self, when: float) -> None:
-        self._cancel_barge_in()
         self._set_user_state(UserState.LISTENING if self.stream is not None else UserState.IDLE)
-        if self._paused is not None:
-            self._resume_timer = asyncio.get_running_loop().call_later(
-                self.config.interruption.false_interruption_pause_seconds, self._false_interruption
-            )
-        elif self.speaker.current is not None and self.speaker.current.state is UtteranceState.SPEAKING:
-            self.metrics.false_interruptions += 1
-            self.telemetry.false_interruption(self.speaker.current)
-
-    def _false_interruption(self) -> None:
-        self._resume_timer = None
-        paused, self._paused = self._paused, None
-        if paused is None or paused.final:
-            return
-        self.metrics.false_interruptions += 1
-        self.telemetry.false_interruption(paused)
-        self.mixer.resume_speech(fade_ms=100)
-        self.bus.publish(ev.Interruption("resumed", paused.id, False))
-        self._refresh_agent_state()
+        self.barge_in.speech_ended()
 
     def _on_transcript(self, transcript: Transcript) -> None:
-        words = len(transcript.text.split())
-        self._user_words = max(self._user_words, words)
         self.bus.publish(ev.TranscriptEvent(
             transcript.text, transcript.is_final,
             tuple(ev.Word(w.word, w.start_ms, w.end_ms) for w in transcript.words),
         ))
-        mode = self.config.interruption.mode
-        current = self.speaker.current
-        if (
-            mode in (InterruptionMode.HYBRID, InterruptionMode.STT_ONLY)
-            and current is not None and current.interruptible and current.state is UtteranceState.SPEAKING
-            and self._user_words >= self.config.interruption.min_words
-            and (self.user_state is UserState.SPEAKING or self._paused is not None)
-        ):
-            self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+        self.barge_in.heard_words(len(transcript.text.split()), self.user_state is UserState.SPEAKING)
 
     def _on_user_turn(self, turn: UserTurn) -> None:
         self.telemetry.user_turn(turn)
@@ -653,18 +608,12 @@ class Session:
             text = await _call_text_hook(self.hooks.on_user_transcript, text)
         if self.closed or not text.strip():
             return
-        if self._paused is not None:  # words followed the pause: a real interruption
-            self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+        self.barge_in.turn_ended()
         if not self.config.auto_reply:
             self.chat_history.append(ChatMessage(Role.USER, text))
             return
         pending = _PendingTurn(turn, ReplyStats())
         self.reply(user_text=text, turn=pending)
-
-    def _cancel_barge_in(self) -> None:
-        if self._barge_in is not None:
-            self._barge_in.cancel()
-            self._barge_in = None
 
     # -- speaker callbacks -----------------------------------------------------------------
 
@@ -690,8 +639,7 @@ class Session:
     def _on_speech_finished(self, utterance: Utterance) -> None:
         self.telemetry.speech_finished(utterance)
         self._reply_turns.pop(utterance.id, None)
-        if self._paused is utterance:
-            self._paused = None
+        self.barge_in.utterance_ended(utterance)
         if utterance.add_to_context and utterance.heard_text:
             self.chat_history.append(ChatMessage(
                 Role.ASSISTANT, utterance.heard_text, interrupted=utterance.state is UtteranceState.INTERRUPTED
@@ -773,6 +721,33 @@ class _SpeakerEvents:
 
     def synthesis_finished(self, utterance: Utterance) -> None:
         self._s.telemetry.synthesis_finished(utterance)
+
+
+class _BargeInActions:
+    """What barge-in does, routed to the session."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def current(self) -> Utterance | None:
+        return self._s.speaker.current
+
+    def pause(self, utterance: Utterance) -> None:
+        self._s.mixer.pause_speech(fade_ms=100)
+        self._s.bus.publish(ev.Interruption("paused", utterance.id, False))
+        self._s._refresh_agent_state()
+
+    def resume(self, utterance: Utterance) -> None:
+        self._s.mixer.resume_speech(fade_ms=100)
+        self._s.bus.publish(ev.Interruption("resumed", utterance.id, False))
+        self._s._refresh_agent_state()
+
+    def cut(self) -> None:
+        self._s._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+
+    def false_interruption(self, utterance: Utterance) -> None:
+        self._s.metrics.false_interruptions += 1
+        self._s.telemetry.false_interruption(utterance)
 
 
 class _ListenerEvents(ListenerCallbacks):
