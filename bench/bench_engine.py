@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from common import free_port, stream_frames, talk
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -41,11 +41,6 @@ STEPS = (10, 25, 50, 75, 100, 125, 150, 200)
 STEP_SECONDS = 8.0
 LATENESS_LIMIT_MS = 10.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def start_server() -> tuple[subprocess.Popen, str]:
@@ -66,38 +61,12 @@ async def open_session(stub: pb_grpc.AgentSessionServiceStub) -> str:
     return (await stub.Start(pb.StartRequest(config=config))).session.name
 
 
-async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:  # type: ignore[no-untyped-def]
-    call = stub.StreamAudio()
-    await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
-    first: float | None = None
-    n = 0
-    async for response in call:
-        if response.WhichOneof("message") != "audio":
-            continue
-        now = time.monotonic()
-        if first is None:
-            first = now
-        elif n > 50:  # skip the first second (connection warm-up)
-            lateness.append(max(0.0, now - (first + n * 0.02)) * 1000)
-        n += 1
-        if stop.is_set():
-            break
-    call.cancel()
-
-
-async def talk(stub, name: str, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-    await stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=name))
-    while not stop.is_set():
-        await stub.Say(pb.SayRequest(session=name, text="a short sentence"))
-        await asyncio.sleep(3.0)
-
-
 async def capacity_step(stub, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     names = [await open_session(stub) for _ in range(count)]
     stop = asyncio.Event()
     lateness: list[float] = []
     tasks = [asyncio.create_task(stream_frames(stub, n, stop, lateness)) for n in names]
-    tasks += [asyncio.create_task(talk(stub, n, stop)) for n in names]
+    tasks += [asyncio.create_task(talk(stub, n, stop, every_seconds=3.0)) for n in names]
     await asyncio.sleep(STEP_SECONDS)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import free_port
 
 from parley.chat import ToolCall
 from parley.mcp.connection import McpConnection
@@ -43,11 +43,6 @@ uvicorn.run(app.streamable_http_app(), host="127.0.0.1", port=int(sys.argv[1]), 
 STAND_INS = ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"), vad=ProviderChoice("energy"),
                             llm=ProviderChoice("echo"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_listening(port: int) -> None:

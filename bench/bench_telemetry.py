@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
 import numpy as np
+from common import free_port, stream_frames, talk
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
@@ -79,11 +78,6 @@ def received(counts: Path) -> tuple[int, int]:
     return int(spans), int(exports)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
@@ -106,39 +100,13 @@ async def start_server(otel_endpoint: str) -> tuple[subprocess.Popen, str]:
     return proc, address
 
 
-async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:  # type: ignore[no-untyped-def]
-    call = stub.StreamAudio()
-    await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
-    first: float | None = None
-    n = 0
-    async for response in call:
-        if response.WhichOneof("message") != "audio":
-            continue
-        now = time.monotonic()
-        if first is None:
-            first = now
-        elif n > 50:  # skip the first second (connection warm-up)
-            lateness.append(max(0.0, now - (first + n * 0.02)) * 1000)
-        n += 1
-        if stop.is_set():
-            break
-    call.cancel()
-
-
-async def talk(stub, name: str, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-    await stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=name))
-    while not stop.is_set():
-        await stub.Say(pb.SayRequest(session=name, text="a short sentence"))
-        await asyncio.sleep(1.0)
-
-
 async def step(stub, pid: int, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     config = session_pb2.SessionConfig(providers=STAND_INS)
     names = [(await stub.Start(pb.StartRequest(config=config))).session.name for _ in range(count)]
     stop = asyncio.Event()
     lateness: list[float] = []
     tasks = [asyncio.create_task(stream_frames(stub, n, stop, lateness)) for n in names]
-    tasks += [asyncio.create_task(talk(stub, n, stop)) for n in names]
+    tasks += [asyncio.create_task(talk(stub, n, stop, every_seconds=1.0)) for n in names]
     await asyncio.sleep(1.5)
     cpu0, frames0 = cpu_seconds(pid), len(lateness)
     await asyncio.sleep(STEP_SECONDS)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from parley.chat import ToolCall
 from parley.errors import ResourceExhausted
+from parley.providers.base import Word
 from parley.sessions.states import AgentState, UserState
 
 if TYPE_CHECKING:
@@ -27,13 +28,6 @@ class AgentStateChanged:
 class UserStateChanged:
     old_state: UserState
     new_state: UserState
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start_ms: int
-    end_ms: int
 
 
 @dataclass(frozen=True)

@@ -594,7 +594,7 @@ class Session:
     def _on_transcript(self, transcript: Transcript) -> None:
         self.bus.publish(ev.TranscriptEvent(
             transcript.text, transcript.is_final,
-            tuple(ev.Word(w.word, w.start_ms, w.end_ms) for w in transcript.words),
+            tuple(transcript.words),
         ))
         self.barge_in.heard_words(len(transcript.text.split()), self.user_state is UserState.SPEAKING)
 

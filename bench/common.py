@@ -1,0 +1,44 @@
+"""Pieces the benchmarks share: free loopback ports and a real-time frame reader."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from parley.v1 import agent_session_service_pb2 as pb
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:  # type: ignore[no-untyped-def]
+    """Read a session's StreamAudio, recording each frame's lateness (ms) against its absolute schedule
+    (first frame + n x 20 ms), after a first second of warm-up."""
+    call = stub.StreamAudio()
+    await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name)))
+    first: float | None = None
+    n = 0
+    async for response in call:
+        if response.WhichOneof("message") != "audio":
+            continue
+        now = time.monotonic()
+        if first is None:
+            first = now
+        elif n > 50:
+            lateness.append(max(0.0, now - (first + n * 0.02)) * 1000)
+        n += 1
+        if stop.is_set():
+            break
+    call.cancel()
+
+
+async def talk(stub, name: str, stop: asyncio.Event, every_seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Background audio on, then a short Say every `every_seconds` until `stop`."""
+    await stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=name))
+    while not stop.is_set():
+        await stub.Say(pb.SayRequest(session=name, text="a short sentence"))
+        await asyncio.sleep(every_seconds)
