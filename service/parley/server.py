@@ -136,12 +136,13 @@ def session_limits(settings: ServerSettings) -> SessionLimits:
 async def serve(settings: ServerSettings) -> None:
     """Run until SIGTERM or SIGINT, then drain and return."""
     server = ParleyServer(settings)
+    if settings.warm_up:
+        # Before serving: the llama.cpp loader silences the whole process's stderr
+        # (our logs included) while it loads, and the first caller would wait anyway.
+        await warm_up_defaults(server.registry.workers)
     await server.start()
-    warming = asyncio.create_task(warm_up_defaults(server.registry.workers)) if settings.warm_up else None
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stopping or stopping.append(asyncio.create_task(server.stop())))
     await server.wait_stopped()
-    if warming is not None:
-        warming.cancel()

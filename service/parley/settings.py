@@ -54,7 +54,7 @@ class ServerSettings:
     otel_service_name: str = ""
     # a stdio MCP server runs a command on this host: clients may name one only when this is on
     allow_mcp_stdio: bool = False
-    warm_up: bool = True  # `parley serve` loads the default models at start, not on the first call
+    warm_up: bool = True  # `parley serve` loads the default models before serving, not on the first call
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
