@@ -1,6 +1,7 @@
 # Sourced by the other scripts: where the server is and which grpcurl to run.
 #   PARLEY_ADDRESS  host:port of the server (default 127.0.0.1:50051)
 #   GRPCURL         the grpcurl binary (default: grpcurl on PATH, else the one in .venv)
+#   PARLEY_TOKEN    bearer token, when the server has authentication on
 # Only server reflection is used: no .proto file is read.
 set -eu
 ADDRESS=${PARLEY_ADDRESS:-127.0.0.1:50051}
@@ -12,10 +13,14 @@ if [ -z "${GRPCURL:-}" ]; then
     fi
 fi
 SERVICE=parley.v1.AgentSessionService
+AUTH=()
+if [ -n "${PARLEY_TOKEN:-}" ]; then
+    AUTH=(-H "authorization: Bearer $PARLEY_TOKEN")
+fi
 
 # call METHOD JSON: one unary call of the session service, reply as JSON on stdout.
 call() {
-    "$GRPCURL" -plaintext -d "$2" "$ADDRESS" "$SERVICE/$1"
+    "$GRPCURL" -plaintext "${AUTH[@]}" -d "$2" "$ADDRESS" "$SERVICE/$1"
 }
 
 # field NAME: the first string value of "NAME" in the JSON on stdin.

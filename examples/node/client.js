@@ -100,8 +100,15 @@ function writeWav(file, pcm, rate) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Unary calls as promises.
+// With authentication on, every call carries the bearer token (PARLEY_TOKEN).
+const auth = () => {
+  const metadata = new grpc.Metadata();
+  if (process.env.PARLEY_TOKEN) metadata.set('authorization', `Bearer ${process.env.PARLEY_TOKEN}`);
+  return metadata;
+};
+
 const unary = (client, method, request) => new Promise((resolve, reject) => {
-  client[method](request, (error, response) => (error ? reject(error) : resolve(response)));
+  client[method](request, auth(), (error, response) => (error ? reject(error) : resolve(response)));
 });
 
 async function main() {
@@ -130,7 +137,7 @@ async function main() {
   const frames = [];
   const events = [];
   let changed = () => {};
-  const call = client.StreamAudio();
+  const call = client.StreamAudio(auth());
   const ended = new Promise((resolve, reject) => {
     call.on('data', (response) => {
       if (response.message === 'audio') {

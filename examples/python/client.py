@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import time
@@ -116,14 +117,16 @@ async def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"{args.wav}: need 16-bit PCM, got {8 * w.getsampwidth()}-bit")
         rate, channels, pcm = w.getframerate(), w.getnchannels(), w.readframes(w.getnframes())
 
+    # With authentication on, every call carries the bearer token (PARLEY_TOKEN).
+    auth = (("authorization", f"Bearer {os.environ['PARLEY_TOKEN']}"),) if os.environ.get("PARLEY_TOKEN") else ()
     async with grpc.aio.insecure_channel(args.address) as channel:
         stub = pb_grpc.AgentSessionServiceStub(channel)
         config = session_pb2.SessionConfig(instructions="You are a helpful voice assistant. Answer in one sentence.")
-        session = (await stub.Start(pb.StartRequest(config=config))).session
+        session = (await stub.Start(pb.StartRequest(config=config), metadata=auth)).session
         out_rate = session.config.output_format.sample_rate_hz  # defaults are filled in
         print(f"started {session.name} (output {out_rate} Hz)", flush=True)
 
-        call = Call(stub.StreamAudio())
+        call = Call(stub.StreamAudio(metadata=auth))
         await call.call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
             session=session.name,
             input_format=audio_pb2.AudioFormat(sample_rate_hz=rate, channels=channels),
@@ -138,16 +141,17 @@ async def run(args: argparse.Namespace) -> int:
         reply = await call.until(lambda: call.utterance(session_pb2.UTTERANCE_SOURCE_REPLY, final), args.timeout)
         print(f"reply {short(session_pb2.UtteranceState, reply.state)}: {reply.text!r}", flush=True)
 
-        await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT))
+        await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT), metadata=auth)
         await call.until(lambda: call.utterance(session_pb2.UTTERANCE_SOURCE_SAY,
                                                 (session_pb2.UTTERANCE_STATE_SPEAKING,)), args.timeout)
         await asyncio.sleep(0.5)  # let the caller hear the start of it
-        cut = (await stub.Interrupt(pb.InterruptRequest(session=session.name))).interrupted
+        cut = (await stub.Interrupt(pb.InterruptRequest(session=session.name), metadata=auth)).interrupted
         print(f"interrupted {[u.id for u in cut]}; heard {cut[0].heard_text if cut else ''!r}", flush=True)
 
         keep_going.clear()
         await sender
-        closed = (await stub.Close(pb.CloseRequest(session=session.name, reason="example done"))).session
+        closed = (await stub.Close(pb.CloseRequest(session=session.name, reason="example done"),
+                                  metadata=auth)).session
         await reader  # the stream ends after the session_closed event
         print(f"closed: {closed.close_reason!r}", flush=True)
 

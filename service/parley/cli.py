@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from parley import logs
@@ -41,7 +42,7 @@ def _talk(args: argparse.Namespace) -> int:
     from parley.talk import TalkOptions, talk
 
     options = TalkOptions(address=args.address, wav=args.wav, out=args.out, session=args.session,
-                          instructions=args.instructions, rate=args.rate, timeout=args.timeout)
+                          instructions=args.instructions, rate=args.rate, timeout=args.timeout, token=args.token)
     try:
         return asyncio.run(talk(options))
     except grpc.aio.AioRpcError as exc:
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--wav", required=True, help="the caller's audio (WAV/FLAC/OGG, mono or stereo, 8..48 kHz)")
     talk.add_argument("--out", default="reply.wav", help="where to write the agent's audio (16-bit WAV)")
     talk.add_argument("--address", default="127.0.0.1:50051")
+    talk.add_argument("--token", default=os.environ.get("PARLEY_TOKEN", ""),
+                      help="bearer token when the server has authentication on (env PARLEY_TOKEN)")
     talk.add_argument("--session", default="", help="talk to this session (left open) instead of starting one")
     talk.add_argument("--instructions", default="You are a helpful voice assistant. Answer in one sentence.",
                       help="system instructions of the session it starts")

@@ -38,6 +38,11 @@ class TalkOptions:
     instructions: str = "You are a helpful voice assistant. Answer in one sentence."
     rate: int = 0  # output sample rate; 0 = the session's
     timeout: float = 60.0  # seconds to wait for the reply after the file was sent
+    token: str = ""  # bearer token, when the server has authentication on
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
 def short(enum, value: int) -> str:  # type: ignore[no-untyped-def]
@@ -134,16 +139,16 @@ async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_e
     async with grpc.aio.insecure_channel(options.address) as channel:
         stub = pb_grpc.AgentSessionServiceStub(channel)
         if options.session:
-            session = (await stub.Get(pb.GetRequest(session=options.session))).session
+            session = (await stub.Get(pb.GetRequest(session=options.session), metadata=options.metadata)).session
         else:
             config = session_pb2.SessionConfig(instructions=options.instructions)
-            session = (await stub.Start(pb.StartRequest(config=config))).session
+            session = (await stub.Start(pb.StartRequest(config=config), metadata=options.metadata)).session
         out_rate = options.rate or session.config.output_format.sample_rate_hz
         progress = Progress(len(pcm) / rate, out_rate)
         display = Display(progress, display_out, display_err)
         display.event(f"session {session.name} (you: {rate} Hz x{channels}, agent: {out_rate} Hz)")
 
-        call = stub.StreamAudio()
+        call = stub.StreamAudio(metadata=options.metadata)
         await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
             session=session.name,
             input_format=audio_pb2.AudioFormat(sample_rate_hz=rate, channels=channels),
@@ -210,7 +215,8 @@ async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_e
         if options.session:
             call.cancel()  # leave the session open for its owner
         else:
-            closed = (await stub.Close(pb.CloseRequest(session=session.name, reason="talk done"))).session
+            closed = (await stub.Close(pb.CloseRequest(session=session.name, reason="talk done"),
+                                        metadata=options.metadata)).session
             display.event(f"closed {closed.name}: {closed.close_reason!r}")
         await asyncio.gather(receiver, return_exceptions=True)
         display.done()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -20,15 +21,19 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent
 QUESTION = EXAMPLES / "audio" / "question.wav"
+# The server runs with authentication on, so every example shows it sends its token (PARLEY_TOKEN).
+TOKEN = "examples-token-0123456789"
 
 
 @pytest.fixture(scope="package")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A `parley serve` process on a free loopback port (port 0; the bound port is read from its log)."""
+    """A `parley serve` process with authentication on, on a free loopback port (port 0; the bound port
+    is read from its log)."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([BIN / "parley", "serve", "--port", "0", "--log-level", "INFO"],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PARLEY_AUTH_TOKENS": f"{TOKEN} examples"})
     try:
         found = None
         while found is None:
@@ -45,8 +50,9 @@ def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    """Run an example; its exit status must be 0."""
-    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=ROOT, **kwargs)
+    """Run an example with the server's token in PARLEY_TOKEN; its exit status must be 0."""
+    env = {**kwargs.pop("env", os.environ), "PARLEY_TOKEN": TOKEN}
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=ROOT, env=env, **kwargs)
     assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     return done
 

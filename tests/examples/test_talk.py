@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -16,7 +18,9 @@ from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 from tests.engine.test_spoken_turn import spoken
-from tests.examples.conftest import BIN, event_lines, first, loudest_rms, read_wav, run
+from tests.examples.conftest import BIN, QUESTION, ROOT, TOKEN, event_lines, first, loudest_rms, read_wav, run
+
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 
 async def transcribe(pcm: np.ndarray, rate: int) -> str:
@@ -57,12 +61,21 @@ async def test_talk_into_an_existing_session_leaves_it_open(address: str, tmp_pa
     soundfile.write(question, await spoken("Hello there, how are you?"), 16000, subtype="PCM_16")
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.AgentSessionServiceStub(channel)
-        session = (await stub.Start(pb.StartRequest())).session
+        session = (await stub.Start(pb.StartRequest(), metadata=AUTH)).session
         done = await asyncio.to_thread(run, [BIN / "parley", "talk", "--address", address, "--session", session.name,
                                              "--wav", question, "--out", tmp_path / "reply.wav", "--rate", "16000"])
-        after = (await stub.Get(pb.GetRequest(session=session.name))).session
+        after = (await stub.Get(pb.GetRequest(session=session.name), metadata=AUTH)).session
         assert "session_closed" not in done.stdout
         assert after.status == session_pb2.SESSION_STATUS_ACTIVE and after.chat_history[-1].content  # ACTIVE, with the reply in its context
-        await stub.Close(pb.CloseRequest(session=session.name))
+        await stub.Close(pb.CloseRequest(session=session.name), metadata=AUTH)
     pcm, rate, _ = read_wav(tmp_path / "reply.wav")
     assert rate == 16000 and loudest_rms(pcm, rate) > 1000
+
+
+def test_talk_without_the_token_is_refused(address: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PARLEY_TOKEN": ""}
+    done = subprocess.run([str(BIN / "parley"), "talk", "--address", address, "--wav", str(QUESTION),
+                           "--out", str(tmp_path / "never.wav")], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 2
+    assert "UNAUTHENTICATED" in done.stderr
+    assert not (tmp_path / "never.wav").exists()
