@@ -41,6 +41,29 @@ async def test_second_stream_is_aborted_unless_it_takes_over(stub, start_session
     await third.aclose()
 
 
+async def test_lead_sends_frames_ahead_of_real_time(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+    """With lead_ms the first frames arrive at once, then the stream keeps that lead: over the same
+    wall-clock window it has delivered lead_ms more audio than a stream without lead."""
+    counts = {}
+    for lead_ms in (0, 400):
+        session = await start_session()
+        call = stub.StreamAudio()
+        await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=session.name, lead_ms=lead_ms)))
+        frames = 0
+        first = None
+        async for response in call:
+            if response.WhichOneof("message") != "audio":
+                continue
+            now = asyncio.get_running_loop().time()
+            first = first or now
+            if now - first > 0.5:
+                break
+            frames += 1
+        call.cancel()
+        counts[lead_ms] = frames
+    assert counts[400] - counts[0] >= 15  # 400 ms = 20 frames ahead; slack for scheduling
+
+
 @pytest.mark.parametrize("rate,channels,frame_ms", [(16000, 1, 40), (48000, 2, 60), (8000, 1, 20)])
 async def test_stream_output_format(stub, start_session, rate: int, channels: int, frame_ms: int) -> None:  # type: ignore[no-untyped-def]
     session = await start_session()

@@ -8,10 +8,7 @@ sleeps, and a session costs nothing; it restarts on the next work.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
-
-import numpy as np
 
 MAX_LATE_FRAMES = 5  # later than this, the clock restarts instead of bursting to catch up
 
@@ -30,7 +27,6 @@ class Pacer:
         self.lead_seconds = 0.0
         self.frames = 0
         self.underruns = 0
-        self.lateness: deque[float] = deque(maxlen=3000)  # seconds late, last frames
         self._task = asyncio.create_task(self._run(), name="pacer")
 
     def wake(self) -> None:
@@ -51,11 +47,11 @@ class Pacer:
             while not self._has_work():
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            start = loop.time() - self.lead_seconds
+            start = loop.time()
             n = 0
             while self._has_work():
-                deadline = start + n * self.period
-                delay = deadline - loop.time()
+                deadline = start + n * self.period  # when the frame plays, in real time
+                delay = deadline - self.lead_seconds - loop.time()  # sent up to `lead_seconds` ahead
                 if delay > 0:
                     await asyncio.sleep(delay)
                 late = loop.time() - deadline
@@ -63,11 +59,7 @@ class Pacer:
                     self.underruns += 1
                 if late > MAX_LATE_FRAMES * self.period:
                     start, n = loop.time(), 0
-                self.lateness.append(max(0.0, late))
                 self._tick(self.frames)
                 self._frame.set()
                 self.frames += 1
                 n += 1
-
-    def lateness_p99_ms(self) -> float:
-        return float(np.percentile(self.lateness, 99) * 1000) if self.lateness else 0.0
