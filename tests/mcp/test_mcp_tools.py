@@ -18,7 +18,7 @@ from parley.v1 import session_pb2
 from tests.engine.conftest import open_stream, rms
 from tests.engine.test_speech import PLAYED, wait_done
 from tests.helpers import error_details
-from tests.mcp.conftest import TOKEN, mcp_tasks, providers_with
+from tests.mcp.conftest import TOKEN, WeatherServer, mcp_tasks, providers_with, serving
 from tests.providers.openai_stand_in import Reply, finish_chunk, text_chunk, tool_chunk
 
 MCP, CLIENT = session_pb2.TOOL_SOURCE_MCP, session_pb2.TOOL_SOURCE_CLIENT
@@ -217,4 +217,29 @@ async def test_headers_reach_the_mcp_server_and_are_not_shown_back(  # type: ign
     assert {t.name for t in session.tools} == {"get_weather", "wait"}
     shown = (await stub.Get(pb.GetRequest(session=session.name))).session.config.mcp_servers[0]
     assert dict(shown.headers) == {"authorization": "<redacted>"}
+    await stub.Close(pb.CloseRequest(session=session.name))
+
+
+async def test_mcp_server_lost_mid_session_is_a_warning_and_the_session_goes_on(  # type: ignore[no-untyped-def]
+    stub, llm_endpoint
+) -> None:
+    llm_endpoint.replies += [
+        tool_call_reply("call_1", "get_weather", {"city": "Oslo"}),
+        text_reply("I could not reach the weather service."),
+    ]
+    async with serving(WeatherServer("")) as server:
+        config = session_pb2.SessionConfig(providers=providers_with(llm_endpoint),
+                                           mcp_servers=[weather_config(server.url)])
+        session = (await stub.Start(pb.StartRequest(config=config))).session
+        client = await open_stream(stub, session.name)
+    # the MCP server is gone now
+    reply = (await stub.Reply(pb.ReplyRequest(session=session.name, user_text="weather in Oslo?"))).utterance
+    done = await wait_done(stub, session.name, reply.id)
+    assert done.state == PLAYED and done.text == "I could not reach the weather service."
+    await client.wait_for(lambda: any(w.reason == "MCP_SERVER_LOST" for w in client.of("warning")))
+    lost = [w for w in client.of("warning") if w.reason == "MCP_SERVER_LOST"]
+    assert len(lost) == 1 and "'weather'" in lost[0].message
+    completed = client.of("tool_call_completed")[0]
+    assert completed.is_error
+    await client.aclose()
     await stub.Close(pb.CloseRequest(session=session.name))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +61,16 @@ def describe_target(config: McpServerConfig) -> str:
 
 
 class McpConnection:
-    """A connected MCP server: its tools, calls with a timeout, and a close."""
+    """A connected MCP server: its tools, calls with a timeout, and a close.
 
-    def __init__(self, config: McpServerConfig) -> None:
+    `on_lost(reason)` is called once, the first time the connection fails after
+    it was up (its transport ends, or a call fails below the tool level).
+    """
+
+    def __init__(self, config: McpServerConfig, on_lost: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self._on_lost = on_lost
+        self._lost = False
         self.tools: list[McpTool] = []
         self._client: Client | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -97,7 +104,7 @@ class McpConnection:
             if not self._ready.done():
                 self._ready.set_exception(McpUnavailable(_reason(exc)))
             else:
-                log.warning("MCP connection lost", extra={"mcp_server": self.config.name, "error": _reason(exc)})
+                self._report_lost(_reason(exc))
         finally:
             self._client = None
             if not self._ready.done():
@@ -128,8 +135,17 @@ class McpConnection:
         except TimeoutError:
             return McpResult(f"error: the tool {name!r} did not answer within {timeout:g} s", True)
         except Exception as exc:  # noqa: BLE001 - a protocol or transport failure of this one call
+            self._report_lost(_reason(exc))
             return McpResult(f"error: the tool {name!r} failed: {_reason(exc)}", True)
         return McpResult(result_text(result), bool(result.is_error))
+
+    def _report_lost(self, reason: str) -> None:
+        if self._lost or self._stop.is_set():
+            return
+        self._lost = True
+        log.warning("MCP connection lost", extra={"mcp_server": self.config.name, "error": reason})
+        if self._on_lost is not None:
+            self._on_lost(reason)
 
     async def aclose(self) -> None:
         """Close the connection (and end a stdio server's process); idempotent."""

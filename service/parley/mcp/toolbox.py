@@ -35,8 +35,10 @@ class McpToolbox:
     """The MCP connections of one session."""
 
     def __init__(self, servers: Sequence[McpServerConfig], *, allow_stdio: bool,
-                 connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT_SECONDS, on_lost: Warn | None = None) -> None:
+        """`on_lost(reason, message)` tells of a server that failed after Start (its tools then answer errors)."""
         self._servers = tuple(servers)
+        self._on_lost = on_lost
         self._allow_stdio = allow_stdio
         self._connect_timeout = connect_timeout
         self._connections: dict[str, McpConnection] = {}
@@ -53,7 +55,7 @@ class McpToolbox:
                     f"config.mcp_servers[{n}] ({server.name!r}) is a stdio command; this server runs commands only "
                     "when started with --allow-mcp-stdio", reason="MCP_STDIO_DISABLED",
                 )
-        connections = [McpConnection(server) for server in self._servers]
+        connections = [McpConnection(server, self._lost_callback(server)) for server in self._servers]
         outcomes = await asyncio.gather(*(c.open(self._connect_timeout) for c in connections), return_exceptions=True)
         try:
             return self._adopt(connections, outcomes, client_tools, warn)
@@ -97,6 +99,17 @@ class McpToolbox:
                 self._tool_server[tool.name] = connection
                 specs.append(ToolSpec(tool.name, tool.description, tool.input_schema, ToolSource.MCP, server.name))
         return specs
+
+    def _lost_callback(self, server: McpServerConfig) -> Callable[[str], None] | None:
+        report = self._on_lost
+        if report is None:
+            return None
+
+        def lost(reason: str) -> None:
+            report("MCP_SERVER_LOST", f"MCP server {server.name!r} at {describe_target(server)} failed: {reason}; "
+                                      "its tools answer errors until the session ends")
+
+        return lost
 
     def call_timeout(self, tool_name: str) -> float:
         return self._tool_server[tool_name].config.call_timeout_seconds

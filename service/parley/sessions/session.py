@@ -149,7 +149,7 @@ class Session:
         )
         self.tools: list[ToolSpec] = list(config.tools)
         self.tool_calls = ToolCalls()
-        self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio)
+        self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio, on_lost=self._warn)
         self.request_rate = TokenBucket(limits.requests_per_second, limits.request_burst)
         self._requests = RequestLog(1000)
         self._ids = itertools.count(1)
@@ -201,6 +201,10 @@ class Session:
             self.pacer.wake()
         self._set_agent_state(AgentState.IDLE)
         self.log.info("session started")
+
+    def _warn(self, reason: str, message: str) -> None:
+        self.log.warning(message, extra={"reason": reason})
+        self.bus.publish(ev.SessionWarning(reason, message))
 
     def _warn_at_start(self, reason: str, message: str) -> None:
         """A start-up warning reaches every later watcher and stream: no one watches before Start returns."""
