@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from parley.audio.mixer import Mixer
-from parley.audio.pcm import StreamResampler
 from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
 from parley.errors import Aborted, FailedPrecondition, InvalidArgument, ResourceExhausted
 from parley.logs import SessionLogger
@@ -162,12 +161,10 @@ class Session:
         self._background: set[asyncio.Task[Any]] = set()
         self._thinking = False
         self.barge_in = BargeIn(config.interruption, _BargeInActions(self))
-        self._pending_turn: _PendingTurn | None = None
         self._reply_turns: dict[str, _PendingTurn] = {}
         self._greeted = False
         self.stream: AttachedStream | None = None
         self._reattach_timer: asyncio.TimerHandle | None = None
-        self._input_resampler: StreamResampler | None = None
         fmt = config.output_format
         self.mixer = Mixer(fmt.sample_rate_hz, speech_limit_ms=SPEECH_BUFFER_MS)
         self.layers = Layers(self.mixer, config, workers, audio_dir=limits.audio_dir,
@@ -452,16 +449,16 @@ class Session:
                               reason="STREAM_ATTACHED")
             self.bus.remove_sink(self.stream.outbox.put_event)
             self.stream.take_over()
-        stream = AttachedStream(spec, self.config.output_format.sample_rate_hz, self.limits.stream_frame_buffer)
+        if self.listener is None:
+            self.listener = Listener(self.vad, self.stt, self.turn_detector, self.config.turn_detection,
+                                     _ListenerEvents(self))
+        stream = AttachedStream(spec, self.config.output_format.sample_rate_hz, self.limits.stream_frame_buffer,
+                                self.listener.sample_rate)
         self.stream = stream
         self.bus.add_sink(stream.outbox.put_event)
         if self._reattach_timer is not None:
             self._reattach_timer.cancel()
             self._reattach_timer = None
-        if self.listener is None:
-            self.listener = Listener(self.vad, self.stt, self.turn_detector, self.config.turn_detection,
-                                     _ListenerEvents(self))
-        self._input_resampler = StreamResampler(spec.input_rate, self.listener.sample_rate)
         self.pacer.lead_seconds = spec.lead_ms / 1000
         self.pacer.wake()
         self._set_user_state(UserState.LISTENING)
@@ -498,7 +495,7 @@ class Session:
         samples = np.frombuffer(pcm, dtype="<i2")
         if stream.spec.input_channels == 2:
             samples = samples.reshape(-1, 2).mean(axis=1).astype(np.int16)
-        mono = self._input_resampler.process(samples)
+        mono = stream.input_resampler.process(samples)
         if self.hooks.on_user_audio is not None:
             replaced = self.hooks.on_user_audio(mono)
             mono = mono if replaced is None else replaced

@@ -126,13 +126,12 @@ class FrameAdapter:
 class AttachedStream:
     """One client's audio stream on a session."""
 
-    def __init__(self, spec: StreamSpec, session_rate: int, frame_limit: int) -> None:
+    def __init__(self, spec: StreamSpec, session_rate: int, frame_limit: int, listen_rate: int) -> None:
         self.spec = spec
         self.outbox = Outbox(frame_limit)
         self.adapter = FrameAdapter(session_rate, spec.output)
+        self.input_resampler = StreamResampler(spec.input_rate, listen_rate)  # caller audio -> the listener's rate
         self.sequence = 0
-        self.taken_over = False
 
     def take_over(self) -> None:
-        self.taken_over = True
         self.outbox.fail(Aborted("another stream took over this session", reason="STREAM_TAKEN_OVER"))
