@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -47,3 +51,24 @@ async def wait_serving(channel: grpc.aio.Channel) -> None:
             pass
         await asyncio.sleep(0.05)
     raise AssertionError("server never became SERVING")
+
+
+@asynccontextmanager
+async def server_process() -> AsyncIterator[tuple[asyncio.subprocess.Process, grpc.aio.Channel]]:
+    """`parley serve` as a real process on a free loopback port, SERVING, with a channel to it.
+
+    Its stderr (the JSON log) is piped for the test to read; the process is killed if the test leaves it running.
+    """
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--shutdown-grace", "2",
+        "--warm-up", "false", stderr=asyncio.subprocess.PIPE, env={**os.environ},
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_serving(channel)
+            yield proc, channel
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

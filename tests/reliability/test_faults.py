@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import signal
-import sys
 
 import grpc
 import numpy as np
@@ -17,7 +15,7 @@ from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, events_pb2, session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
-from tests.helpers import free_port, wait_serving
+from tests.helpers import server_process
 from tests.reliability.support import ErrorLog, contiguous, outcome_of, wait_frames
 
 STALL_SECONDS = 1.0
@@ -182,35 +180,24 @@ async def test_a_stalled_reader_loses_frames_not_the_session(server, stub) -> No
 
 
 async def test_sigterm_while_streaming_ends_the_stream_cleanly_and_exits_zero() -> None:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--shutdown-grace", "2",
-        stderr=asyncio.subprocess.PIPE, env={**os.environ},
-    )
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await wait_serving(channel)
-            stub = pb_grpc.AgentSessionServiceStub(channel)
-            session = await start(stub)
-            stream = await open_stream(stub, session)
-            await say(stub, session, "la " * 100)
-            speech = np.zeros(16000, dtype=np.int16)
-            sending = asyncio.create_task(stream.send(speech))
-            await wait_frames(stream, 10)
+    async with server_process() as (proc, channel):
+        stub = pb_grpc.AgentSessionServiceStub(channel)
+        session = await start(stub)
+        stream = await open_stream(stub, session)
+        await say(stub, session, "la " * 100)
+        speech = np.zeros(16000, dtype=np.int16)
+        sending = asyncio.create_task(stream.send(speech))
+        await wait_frames(stream, 10)
 
-            proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
 
-            await asyncio.wait_for(stream._reader, 10)  # the server ends the stream...
-            assert await stream.call.code() == grpc.StatusCode.OK  # ...with OK, not a cut connection
-            assert stream.events[-1].session_closed.reason == "server shutting down"
-            assert stream.utterance_states(stream.of("utterance_updated")[0].utterance.id)[-1] == INTERRUPTED
-            assert contiguous(stream)
-            sending.cancel()
-            await asyncio.gather(sending, return_exceptions=True)
+        await asyncio.wait_for(stream._reader, 10)  # the server ends the stream...
+        assert await stream.call.code() == grpc.StatusCode.OK  # ...with OK, not a cut connection
+        assert stream.events[-1].session_closed.reason == "server shutting down"
+        assert stream.utterance_states(stream.of("utterance_updated")[0].utterance.id)[-1] == INTERRUPTED
+        assert contiguous(stream)
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
         log = (await proc.stderr.read()).decode()
         assert '"level": "ERROR"' not in log and "Traceback" not in log
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
