@@ -47,7 +47,8 @@ $(BUF):
 
 # buf breaking compares the contract with the latest v* release tag before
 # HEAD; until a release is tagged there is nothing to compare with.
-lint: $(BUF)
+lint: $(BUF) $(INSTALLED)
+	$(BIN)/ruff check service tests bench examples mixer
 	cd proto && ../$(BUF) lint
 	@tag=$$(git describe --tags --abbrev=0 --match 'v*' HEAD~1 2>/dev/null); \
 	if [ -n "$$tag" ]; then echo "buf breaking against $$tag"; \

@@ -87,7 +87,9 @@ def load_tokens(settings: ServerSettings) -> dict[str, str]:
         try:
             text = Path(settings.auth_tokens_file).read_text()
         except OSError as exc:
-            raise AuthConfigError(f"cannot read --auth-tokens-file {settings.auth_tokens_file!r}: {exc.strerror}")
+            raise AuthConfigError(
+                f"cannot read --auth-tokens-file {settings.auth_tokens_file!r}: {exc.strerror}"
+            ) from None
         for token, principal in parse_tokens(text, settings.auth_tokens_file).items():
             if tokens.setdefault(token, principal) != principal:
                 raise AuthConfigError("a token maps to two principals")

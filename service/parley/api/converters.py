@@ -188,12 +188,15 @@ def farewell_from_proto(request: agent_session_service_pb2.CloseRequest) -> tupl
 
 def interrupt_scope_from_proto(scope: int) -> bool:
     """True when the interrupt also drops queued utterances."""
-    if scope not in (0, agent_session_service_pb2.INTERRUPT_SCOPE_CURRENT, agent_session_service_pb2.INTERRUPT_SCOPE_ALL):
+    known = (0, agent_session_service_pb2.INTERRUPT_SCOPE_CURRENT, agent_session_service_pb2.INTERRUPT_SCOPE_ALL)
+    if scope not in known:
         raise InvalidArgument("scope", f"unknown enum value {scope}")
     return scope == agent_session_service_pb2.INTERRUPT_SCOPE_ALL
 
 
-def stream_spec_from_proto(config: agent_session_service_pb2.StreamConfig, session_output: cfg.AudioFormat) -> StreamSpec:
+def stream_spec_from_proto(
+    config: agent_session_service_pb2.StreamConfig, session_output: cfg.AudioFormat
+) -> StreamSpec:
     fmt_in = config.input_format
     if fmt_in.encoding not in (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_LINEAR16):
         raise InvalidArgument("config.input_format.encoding", f"only LINEAR16 is supported, got {fmt_in.encoding}")
@@ -408,7 +411,9 @@ def event_to_proto(event: ev.SessionEvent) -> events_pb2.SessionEvent:
             out.transcript.CopyFrom(
                 events_pb2.Transcript(
                     text=p.text, is_final=p.is_final,
-                    words=[events_pb2.TranscriptWord(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms) for w in p.words],
+                    words=[
+                        events_pb2.TranscriptWord(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms) for w in p.words
+                    ],
                 )
             )
         case ev.UtteranceUpdated():

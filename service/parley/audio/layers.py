@@ -97,7 +97,9 @@ def load_clip(
         with sf.SoundFile(opened) as f:
             in_rate, in_channels, frames = f.samplerate, f.channels, f.frames
             if frames / in_rate > max_seconds:
-                raise InvalidArgument(field, f"{name!r} lasts {frames / in_rate:.1f} s, over the limit of {max_seconds:g} s")
+                raise InvalidArgument(
+                    field, f"{name!r} lasts {frames / in_rate:.1f} s, over the limit of {max_seconds:g} s"
+                )
             direct = in_rate == sample_rate and in_channels == channels
             data_arr = f.read(dtype="int16" if direct else "float64", always_2d=True)
     except InvalidArgument:

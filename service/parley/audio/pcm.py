@@ -31,7 +31,9 @@ def as_int16(pcm: PcmLike, channels: int = 1, field: str = "pcm") -> np.ndarray:
     elif isinstance(pcm, (bytes, bytearray, memoryview)):
         view = memoryview(pcm)
         if view.itemsize != 1:
-            raise InvalidArgument(field, f"wrong sample width: expected bytes of 16-bit PCM, got items of {view.itemsize} bytes")
+            raise InvalidArgument(
+                field, f"wrong sample width: expected bytes of 16-bit PCM, got items of {view.itemsize} bytes"
+            )
         if view.nbytes % 2:
             raise InvalidArgument(field, f"odd byte length {view.nbytes}: 16-bit PCM has 2 bytes per sample")
         arr = np.frombuffer(view, dtype=np.int16)
@@ -85,7 +87,8 @@ class StreamResampler:
         self.to_rate = to_rate
         self.channels = channels
         self._stream = (
-            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
+            None if from_rate == to_rate
+            else soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
         )
 
     def process(self, pcm: PcmLike, last: bool = False) -> np.ndarray:

@@ -67,7 +67,7 @@ class McpToolbox:
 
     def _adopt(self, connections: list[McpConnection], outcomes: list[object], client_tools: Sequence[ToolSpec],
                warn: Warn) -> list[ToolSpec]:
-        for connection, outcome in zip(connections, outcomes):
+        for connection, outcome in zip(connections, outcomes, strict=True):
             if isinstance(outcome, BaseException) and not isinstance(outcome, McpUnavailable):
                 raise outcome
             server = connection.config

@@ -52,7 +52,7 @@ class TTS(ABC):
         the generator stops synthesis.
         """
 
-    async def warm_up(self) -> None:
+    async def warm_up(self) -> None:  # noqa: B027 - optional: a no-op unless a provider has models to load
         """Load models now rather than on first use (e.g. at server start); optional."""
 
 
@@ -85,7 +85,7 @@ class STTStream(ABC):
         """Final transcript of the audio pushed since the last finish; the stream is then reset."""
 
     @abstractmethod
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional: a no-op unless a provider holds resources
         """Release the stream's resources; idempotent."""
 
 
@@ -98,7 +98,7 @@ class STT(ABC):
     @abstractmethod
     def stream(self) -> STTStream: ...
 
-    async def warm_up(self) -> None:
+    async def warm_up(self) -> None:  # noqa: B027 - optional: a no-op unless a provider has models to load
         """Load models now rather than on first use (e.g. at server start); optional."""
 
 
@@ -172,8 +172,8 @@ class LLM(ABC):
         does not count). Closing the generator or cancelling its consumer
         stops the generation."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional: a no-op unless a provider holds resources
         """Release connections or other per-session resources; idempotent."""
 
-    async def warm_up(self) -> None:
+    async def warm_up(self) -> None:  # noqa: B027 - optional: a no-op unless a provider has models to load
         """Load models now rather than on first use (e.g. at server start); optional."""

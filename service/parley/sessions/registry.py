@@ -86,7 +86,8 @@ class SessionRegistry:
 
     def __init__(
         self, limits: RegistryLimits = RegistryLimits(), *, workers: Workers | None = None,
-        session_limits: SessionLimits = SessionLimits(), telemetry: Telemetry | None = None,
+        session_limits: SessionLimits = SessionLimits(),  # noqa: B008 - frozen: one shared default is safe
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.limits = limits
         self.session_limits = session_limits
@@ -131,7 +132,9 @@ class SessionRegistry:
             raise Unavailable("the server is shutting down", reason="DRAINING")
         validate(config)
         if len(self._active) >= self.limits.max_sessions:
-            raise ResourceExhausted("max_sessions", f"the server holds its maximum of {self.limits.max_sessions} sessions")
+            raise ResourceExhausted(
+                "max_sessions", f"the server holds its maximum of {self.limits.max_sessions} sessions"
+            )
         if sum(s.owner == owner for s in self._active.values()) >= self.limits.max_sessions_per_principal:
             raise ResourceExhausted("max_sessions_per_principal",
                                     f"at most {self.limits.max_sessions_per_principal} open sessions per principal")

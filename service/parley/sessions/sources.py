@@ -34,6 +34,8 @@ def resolve_source(source: str, audio_dir: str, field: str, max_bytes: int) -> s
         raise InvalidArgument(field, f"no such file in the audio folder: {source[:200]!r}")
     size = os.path.getsize(path)
     if size > max_bytes:
-        raise InvalidArgument(field, f"{source[:200]!r} is {size} bytes; the limit (max_layer_file_bytes) is {max_bytes}",
-                              reason="LIMIT_EXCEEDED")
+        raise InvalidArgument(
+            field, f"{source[:200]!r} is {size} bytes; the limit (max_layer_file_bytes) is {max_bytes}",
+            reason="LIMIT_EXCEEDED",
+        )
     return path
