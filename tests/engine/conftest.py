@@ -94,17 +94,19 @@ class StreamClient:
     def of(self, kind: str) -> list:
         return [getattr(e, kind) for e in self.events if e.WhichOneof("event") == kind]
 
-    def position_of_state(self, utterance_id: str, state: int) -> int:
-        """Arrival position (in `items`) of the event that moved an utterance to `state`."""
+    def position_of(self, matches: Callable[[events_pb2.SessionEvent], bool]) -> int:
+        """Arrival position (in `items`) of the first event that `matches`."""
         events = iter(self.events)
         for position, kind in enumerate(self.items):
-            if kind == "frame":
-                continue
-            event = next(events)
-            u = event.utterance_updated.utterance
-            if kind == "utterance_updated" and u.id == utterance_id and u.state == state:
+            if kind != "frame" and matches(next(events)):
                 return position
-        raise AssertionError(f"{utterance_id} never reached state {state}")
+        raise AssertionError("no such event")
+
+    def position_of_state(self, utterance_id: str, state: int) -> int:
+        """Arrival position (in `items`) of the event that moved an utterance to `state`."""
+        return self.position_of(lambda e: e.WhichOneof("event") == "utterance_updated"
+                                and e.utterance_updated.utterance.id == utterance_id
+                                and e.utterance_updated.utterance.state == state)
 
     def position_of_last_frame(self, utterance_id: str) -> int:
         """Arrival position (in `items`) of the last frame carrying the utterance's speech."""

@@ -71,3 +71,26 @@ async def test_spoken_question_gets_a_spoken_answer(stub) -> None:  # type: igno
                                          session_pb2.CHAT_ROLE_ASSISTANT]
     assert "weather" in history[1].content.lower()
     await client.aclose()
+
+
+async def test_caller_words_cut_the_agent_before_the_caller_finishes(stub) -> None:  # type: ignore[no-untyped-def]
+    """STT_ONLY barge-in with the default recognizer: interim transcripts carry the words that cut."""
+    interruption = session_pb2.InterruptionConfig(mode=session_pb2.INTERRUPTION_MODE_STT_ONLY, min_words=2)
+    providers = session_pb2.ProvidersConfig(tts=session_pb2.ProviderSpec(name="tone"),
+                                            llm=session_pb2.ProviderSpec(name="echo"))
+    config = session_pb2.SessionConfig(providers=providers, interruption=interruption, auto_reply=False)
+    session = (await stub.Start(pb.StartRequest(config=config))).session
+    client = await open_stream(stub, session.name)
+    long_text = "this agent keeps talking for a good long while so that the caller has to cut in " * 2
+    said = (await stub.Say(pb.SayRequest(session=session.name, text=long_text))).utterance
+    await client.wait_for(lambda: session_pb2.UTTERANCE_STATE_SPEAKING in client.utterance_states(said.id))
+    await client.send(await spoken("please stop talking now and listen to me carefully for a moment"))
+    await client.send_silence(1.5)
+    await client.wait_for(lambda: any(t.is_final for t in client.of("transcript")))
+
+    assert client.utterance_states(said.id)[-1] == session_pb2.UTTERANCE_STATE_INTERRUPTED
+    cut_at = client.position_of_state(said.id, session_pb2.UTTERANCE_STATE_INTERRUPTED)
+    final_at = client.position_of(lambda e: e.WhichOneof("event") == "transcript" and e.transcript.is_final)
+    assert cut_at < final_at  # cut by interim words, while the caller was still speaking
+    assert any(not t.is_final and len(t.text.split()) >= 2 for t in client.of("transcript"))
+    await client.aclose()

