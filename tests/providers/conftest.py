@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
-import soxr
 from openai_stand_in import StandInOpenAIServer
 from provider_speech import LEAD_MS, TAIL_MS, Speech
 
+from parley.audio.pcm import resample
 from parley.providers import registry
 from parley.providers.workers import Workers
 
@@ -28,7 +28,7 @@ def speak(workers: Workers) -> Callable[[str], Awaitable[Speech]]:
     async def speak(text: str) -> Speech:
         tts = registry.build("tts", "", {}, workers=workers)
         audio = np.concatenate([chunk async for chunk in tts.synthesize(text)])
-        voice = soxr.resample(audio, tts.sample_rate, 16000)
+        voice = resample(audio, tts.sample_rate, 16000)  # rounded, not dithered: the same audio every run
         pcm = np.concatenate([np.zeros(16 * LEAD_MS, np.int16), voice, np.zeros(16 * TAIL_MS, np.int16)]).astype(
             np.int16
         )

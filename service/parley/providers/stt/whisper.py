@@ -89,7 +89,10 @@ class WhisperStream(STTStream):
         shared = await self._stt.model()
         if shared.lock().locked():
             return None  # the model is busy: no interim this time, rather than a wait
-        interim = await self._run(shared, np.concatenate(self._chunks))
+        try:
+            interim = await self._run(shared, np.concatenate(self._chunks))
+        except ProviderError:
+            return None  # interims are best effort; finish() reports a failing engine
         return Transcript(interim.text, False, interim.words)
 
     async def finish(self) -> Transcript:
