@@ -28,7 +28,7 @@ def speak(workers: Workers) -> Callable[[str], Awaitable[Speech]]:
     async def speak(text: str) -> Speech:
         tts = registry.build("tts", "", {}, workers=workers)
         audio = np.concatenate([chunk async for chunk in tts.synthesize(text)])
-        voice = resample(audio, tts.sample_rate, 16000)  # rounded, not dithered: the same audio every run
+        voice = resample(audio, tts.sample_rate, 16000)  # rounded in float, without dither
         pcm = np.concatenate([np.zeros(16 * LEAD_MS, np.int16), voice, np.zeros(16 * TAIL_MS, np.int16)]).astype(
             np.int16
         )
