@@ -1,3 +1,3 @@
 """Parley: a voice-agent session service over gRPC, embeddable in Python."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
