@@ -295,3 +295,28 @@ def test_stopping_a_built_in_sound_never_steps_more_than_the_sound_itself(rate, 
         after = run(m, 25)
         assert max_step(np.concatenate([before, after])) <= max_step(clip.pcm)
         assert not after[-m.frame_samples :].any() and not m.layer_playing("background")
+
+
+@pytest.mark.parametrize("end", ["interrupt", "interrupt_all", "drop_tag", "played_out"])
+def test_a_pause_ends_with_the_utterance_it_holds(end):
+    """Speech after the paused utterance plays: a pause never outlives what it paused."""
+    m = Mixer(RATE)
+    m.push_speech(voice(0.5 if end != "played_out" else 0.21), "a")
+    run(m, 10)
+    m.pause_speech(100)
+    run(m, 10)
+    if end == "interrupt":
+        m.interrupt(20, "current")
+    elif end == "interrupt_all":
+        m.interrupt(20, "all")
+    elif end == "drop_tag":
+        m.drop_tag("a", 20)
+    else:
+        m.end_speech("a")  # its last 10 ms played out inside the pause's fade
+    run(m, 2)
+    assert m.played_samples("a") > 0 and not m.speech_paused
+    after = voice(0.2, seed=2)
+    m.push_speech(after, "b")
+    frames = [m.mix_frame() for _ in range(12)]
+    assert sum(f.speech_samples for f in frames) == after.size
+    assert m.played_samples("b") == after.size

@@ -6,6 +6,7 @@ import pytest
 from parley.errors import InvalidArgument
 from parley.providers import registry
 from parley.providers.tts import espeak_engine
+from parley.audio.pcm import resample
 from parley.providers.workers import Workers
 
 LONG = (
@@ -32,7 +33,7 @@ async def test_espeak_yields_first_chunk_before_the_long_text_is_synthesized(
     spoken: list[str] = []
     real = engine.synthesize
 
-    def recording(text: str, *args: object) -> np.ndarray:
+    def recording(text: str, *args: object) -> tuple[np.ndarray, list[int]]:
         spoken.append(text)
         return real(text, *args)
 
@@ -94,3 +95,31 @@ async def test_tone_stand_in_length_follows_the_text(workers: Workers) -> None:
     assert tts.duration_ms("ab cd") == 250
     assert np.all(audio[2 * 800 : 3 * 800] == 0)
     assert np.abs(audio[:800]).max() > 7000
+
+
+async def test_espeak_word_starts_match_where_a_recognizer_hears_the_words(workers: Workers) -> None:
+    """The word timings the engine reports are where the words are: Whisper, reading the audio, agrees."""
+    text = "Thank you for calling, this is the weather service; how can I help you today?"
+    tts = registry.build("tts", "espeak", {}, workers=workers)
+    chunks = [chunk async for chunk in tts.synthesize_timed(text)]
+    offsets = np.cumsum([0] + [len(c.pcm) for c in chunks])
+    starts = {word: int(offsets[i] + sample) for i, c in enumerate(chunks) for word, sample in c.word_starts}
+    words = text.split()
+    assert sorted(starts) == list(range(len(words)))  # every word, once, in order
+    assert [starts[w] for w in range(len(words))] == sorted(starts.values())
+
+    stt = registry.build("stt", "whisper", {}, workers=workers)
+    stream = stt.stream()
+    audio = resample(np.concatenate([c.pcm for c in chunks]), tts.sample_rate, 16000)
+    await stream.push(audio)
+    heard = (await stream.finish()).words
+    await stream.aclose()
+    matched, after = 0, 0
+    for word in heard:  # each recognized word that is one of ours, in order, starts near where espeak said
+        key = word.word.strip(",.;?!").lower()
+        index = next((i for i in range(after, len(words)) if words[i].strip(",.;?!").lower() == key), None)
+        if index is None:
+            continue
+        matched, after = matched + 1, index + 1
+        assert abs(starts[index] * 1000 / tts.sample_rate - word.start_ms) < 250, (word, starts[index])
+    assert matched >= len(words) // 2

@@ -123,6 +123,8 @@ class Mixer:
         self._current = {"background": 0, "thinking": 2}
         self._fade_out = {"background": DEFAULT_FADE_OUT_MS, "thinking": DEFAULT_FADE_OUT_MS}
         self._speaking = False
+        self._paused = False
+        self._paused_tag: Hashable | None = None  # the utterance a pause holds
         self.set_ducking(0.0)
 
     # ---- speech -----------------------------------------------------------------
@@ -224,6 +226,7 @@ class Mixer:
         else:
             self._k.remove(tail, head.pending - tail)
         self._k.cut(tail)
+        self._end_pause()
         head.pending = tail
         head.ended = head.interrupted = True
         return head.played + tail
@@ -245,17 +248,29 @@ class Mixer:
         return self.played_samples(tag)
 
     def pause_speech(self, fade_ms: int = DEFAULT_FADE_OUT_MS) -> None:
-        """Fade speech out and hold it; queued speech stays (for false interruptions).
+        """Fade the current utterance out and hold it; queued speech stays (for false interruptions).
 
-        Samples mixed during the fade count as played; resume continues after them.
+        Samples mixed during the fade count as played; resume continues after
+        them. The pause belongs to the utterance playing: it ends when that
+        utterance ends (interrupted, dropped, or played out during the fade),
+        so it never holds the speech that comes after.
         """
         _check_fade(fade_ms, "fade_ms")
+        self._pop_done()
+        self._paused, self._paused_tag = True, self._queue[0].tag if self._queue else None
         self._k.set_paused(True, self._samples(fade_ms))
 
     def resume_speech(self, fade_ms: int = DEFAULT_FADE_IN_MS) -> None:
         """Continue paused speech with an equal-power fade in."""
         _check_fade(fade_ms, "fade_ms")
+        self._paused, self._paused_tag = False, None
         self._k.set_paused(False, self._samples(fade_ms))
+
+    def _end_pause(self) -> None:
+        """Lift a pause whose utterance is over; what plays next starts at full level."""
+        if self._paused:
+            self._paused, self._paused_tag = False, None
+            self._k.set_paused(False, self._samples(DEFAULT_FADE_IN_MS))
 
     # ---- layers -------------------------------------------------------------------
 
@@ -355,6 +370,8 @@ class Mixer:
         while self._queue and self._queue[0].ended and self._queue[0].pending == 0:
             u = self._queue.popleft()
             self._remember(SpeechEnd(u.tag, u.played, u.interrupted))
+            if self._paused and u.tag == self._paused_tag:
+                self._end_pause()
 
     def _drop(self, u: _Utterance) -> None:
         """Record a queued utterance removed before it played."""

@@ -38,6 +38,19 @@ class ProviderError(Exception):
 # --- text to speech ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SpeechChunk:
+    """Synthesized audio, and the words of the text that begin in it (where the engine tells).
+
+    `word_starts` holds (word index in `text.split()`, first sample of the
+    word within `pcm`) pairs; engines that do not know word timings leave it
+    empty, and the engine then places words in proportion to the audio.
+    """
+
+    pcm: np.ndarray
+    word_starts: tuple[tuple[int, int], ...] = ()
+
+
 class TTS(ABC):
     """Text to speech. Audio is mono int16 at `sample_rate`."""
 
@@ -45,12 +58,17 @@ class TTS(ABC):
     sample_rate: int
 
     @abstractmethod
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
-        """Yield int16 chunks as they are synthesized (an async generator).
+    def synthesize_timed(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """Yield chunks as they are synthesized (an async generator).
 
         The first chunk comes before the whole text is synthesized; closing
         the generator stops synthesis.
         """
+
+    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+        """The audio of synthesize_timed() alone."""
+        async for chunk in self.synthesize_timed(text):
+            yield chunk.pcm
 
     async def warm_up(self) -> None:  # noqa: B027 - optional: a no-op unless a provider has models to load
         """Load models now rather than on first use (e.g. at server start); optional."""

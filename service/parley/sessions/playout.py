@@ -23,7 +23,6 @@ class Pacer:
         self._tick = tick
         self._has_work = has_work
         self._wakeup = asyncio.Event()
-        self._frame = asyncio.Event()
         self.lead_seconds = 0.0
         self.frames = 0
         self.underruns = 0
@@ -31,11 +30,6 @@ class Pacer:
 
     def wake(self) -> None:
         self._wakeup.set()
-
-    async def wait_frame(self) -> None:
-        """Return after the next frame."""
-        self._frame.clear()
-        await self._frame.wait()
 
     async def aclose(self) -> None:
         self._task.cancel()
@@ -60,6 +54,5 @@ class Pacer:
                 if late > MAX_LATE_FRAMES * self.period:
                     start, n = loop.time(), 0
                 self._tick(self.frames)
-                self._frame.set()
                 self.frames += 1
                 n += 1

@@ -175,8 +175,7 @@ class Session:
         self.vad: VAD = self._build("vad")
         self.turn_detector: TurnDetector = self._build("turn_detector")
         self.pacer = Pacer(20, self._tick, self._clock_needed)
-        self.speaker = Speaker(self.tts, self.mixer, self.pacer.wait_frame, _SpeakerEvents(self),
-                               max_queued=limits.max_queued_utterances)
+        self.speaker = Speaker(self.tts, self.mixer, _SpeakerEvents(self), max_queued=limits.max_queued_utterances)
         self.listener: Listener | None = None
         self.wakeup = WakeUpTimer(config.wake_up.after_seconds, self._on_wake_up)
         self.telemetry: SessionTelemetry = telemetry.open_session(self) if telemetry else NO_SESSION_TELEMETRY
@@ -339,9 +338,11 @@ class Session:
         if turn is not None:
             self._reply_turns[utterance.id] = turn
 
+        unheard = [user_text] if user_text else []  # enters the history once, when the reply starts
+
         async def pieces() -> AsyncIterator[str]:
-            if user_text:
-                self.chat_history.append(ChatMessage(Role.USER, user_text))
+            while unheard:
+                self.chat_history.append(ChatMessage(Role.USER, unheard.pop()))
             async for piece in generate_reply(self.llm, self.chat_history, self.tools, self._run_tool,
                                               instructions=instructions, stats=stats,
                                               trace=self.telemetry.reply_trace(utterance)):

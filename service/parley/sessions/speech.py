@@ -1,12 +1,15 @@
 """Agent speech: the utterance queue, synthesis into the mixer, and play-out accounting.
 
-Utterances are spoken one at a time. The current one's text pieces are
-synthesized and pushed into the mixer's speech queue as they come. After
-each frame the mixer tells how many of the utterance's samples went out; an
-utterance is PLAYED only once its last sample has been mixed into a frame.
-The next utterance is synthesized only after that, so the mixer's speech
-queue only ever holds the current utterance and an interruption drops
-exactly it.
+Utterances are spoken one at a time, in order. The current one's text is cut
+into speakable pieces (sentences, clauses); each piece is synthesized whole
+into the speaker's own buffer, so its length and where each of its words
+starts are known before much of it plays. The buffer feeds the mixer's
+bounded speech queue as it drains, once per frame. An utterance is PLAYED
+only once its last sample has been mixed into a frame; interrupted, it keeps
+as `heard_text` exactly the words whose audio was played out.
+
+A reply that yields nothing to say is asked for once more, then fails with
+a reason: a caller never gets silence reported as speech.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,15 +28,23 @@ from parley.audio.mixer import Mixer
 from parley.audio.pcm import StreamResampler
 from parley.errors import ResourceExhausted
 from parley.providers.base import TTS, ProviderError
+from parley.providers.text import segments
 from parley.sessions.states import UtteranceState
 from parley.sessions.utterance import Utterance
 
 log = logging.getLogger("parley.speech")
 
+LOOKAHEAD_SECONDS = 2.0  # synthesized audio held beyond the mixer's queue before the next piece is synthesized
+REPLY_ATTEMPTS = 2  # an empty answer from the language model is asked for once more
+
 
 @dataclass
 class SpeechJob:
-    """An utterance and where its text comes from (a fixed text, or a reply's pieces)."""
+    """An utterance and where its text comes from (a fixed text, or a reply's pieces).
+
+    `pieces` is called once per attempt; a reply is attempted again when the
+    first attempt yields nothing to say.
+    """
 
     utterance: Utterance
     pieces: Callable[[], AsyncIterator[str]]
@@ -41,19 +52,55 @@ class SpeechJob:
 
 
 @dataclass
-class _Piece:
-    text: str
+class Piece:
+    """One synthesized piece of an utterance, in output samples counted from the utterance's start."""
+
+    words: list[str]
     start: int
-    end: int
+    end: int = 0
+    word_starts: list[int] = field(default_factory=list)  # first sample of each word, where the TTS told
+    complete: bool = False
+
+    def heard(self, played: int) -> list[str]:
+        """The words whose audio was played out by sample `played` (a word counts once it is over)."""
+        if self.complete and played >= self.end:
+            return self.words
+        if played <= self.start:
+            return []
+        if self.word_starts:
+            ends = self.word_starts[1:] + ([self.end] if self.complete else [])
+            return self.words[: sum(1 for end in ends if end <= played)]
+        share = (played - self.start) / max(1, self.end - self.start)
+        return self.words[: int(len(self.words) * share)]
+
+
+def heard_text(pieces: list[Piece], played: int) -> str:
+    """The text of an utterance's first `played` samples, word by word."""
+    words: list[str] = []
+    for piece in pieces:
+        heard = piece.heard(played)
+        words.extend(heard)
+        if len(heard) < len(piece.words):
+            break
+    return " ".join(words)
 
 
 @dataclass
 class _Playing:
     job: SpeechJob
-    pieces: list[_Piece] = field(default_factory=list)
-    pushed: int = 0
+    resampler: StreamResampler
+    pieces: list[Piece] = field(default_factory=list)
+    buffer: deque[np.ndarray] = field(default_factory=deque)  # synthesized, not yet in the mixer
+    buffered: int = 0
+    pushed: int = 0  # samples handed to the mixer
     played: int = 0
-    complete: bool = False  # everything synthesized and pushed
+    complete: bool = False  # everything synthesized
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set when the buffer drained below the look-ahead
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def synthesized(self) -> int:
+        return self.pushed + self.buffered
 
 
 class SpeakerCallbacks(Protocol):
@@ -74,44 +121,24 @@ class SpeakerCallbacks(Protocol):
     def synthesis_finished(self, utterance: Utterance) -> None: ...
 
 
-def heard_text(pieces: list[_Piece], played: int) -> str:
-    """The text of the samples played: whole pieces, then the share of words of the one cut."""
-    words: list[str] = []
-    for piece in pieces:
-        if played >= piece.end:
-            words.append(piece.text)
-        elif played > piece.start:
-            share = (played - piece.start) / max(1, piece.end - piece.start)
-            piece_words = piece.text.split()
-            words.extend(piece_words[: int(len(piece_words) * share)])
-            break
-        else:
-            break
-    return " ".join(w for w in words if w)
-
-
 class Speaker:
     """Speaks a session's utterances in order.
 
     Queue policy: at most `max_queued` utterances wait; one more is
-    RESOURCE_EXHAUSTED (never a silent drop).
+    RESOURCE_EXHAUSTED (never a silent drop). Memory: the current
+    utterance's synthesized audio beyond the mixer's queue is at most one
+    piece plus `LOOKAHEAD_SECONDS`.
     """
 
-    def __init__(
-        self, tts: TTS, mixer: Mixer, wait_frame: Callable[[], Awaitable[None]], callbacks: SpeakerCallbacks, *,
-        max_queued: int = 32,
-    ) -> None:
+    def __init__(self, tts: TTS, mixer: Mixer, callbacks: SpeakerCallbacks, *, max_queued: int = 32) -> None:
         self._tts = tts
         self._mixer = mixer
-        self._wait_frame = wait_frame
         self._cb = callbacks
         self._max_queued = max_queued
+        self._lookahead = int(LOOKAHEAD_SECONDS * mixer.sample_rate)
         self._queue: deque[SpeechJob] = deque()
-        self._wakeup = asyncio.Event()
         self._playing: _Playing | None = None
-        self._job_task: asyncio.Task[None] | None = None
-        self._finished = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="speaker")
+        self._closed = False
 
     # -- queue ------------------------------------------------------------------
 
@@ -119,7 +146,7 @@ class Speaker:
         if len(self._queue) >= self._max_queued:
             raise ResourceExhausted("max_queued_utterances", f"at most {self._max_queued} utterances may wait")
         self._queue.append(job)
-        self._wakeup.set()
+        self._start_next()
 
     @property
     def current(self) -> Utterance | None:
@@ -133,51 +160,65 @@ class Speaker:
     def busy(self) -> bool:
         return self._playing is not None or bool(self._queue)
 
-    # -- play-out accounting (called by the pacer after each frame) ------------------
+    # -- play-out (called by the clock after each frame) -------------------------
 
     def on_frame(self) -> None:
+        """Account for the frame just mixed and refill the mixer from the buffer."""
         playing = self._playing
         if playing is None:
             return
         utterance = playing.job.utterance
         played = self._mixer.played_samples(utterance.id)
-        if played == playing.played:
-            return
-        playing.played = played
-        utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
-        if utterance.mark_speaking():
-            self._cb.thinking(False)
-            self._cb.speech_started(utterance)
-            self._cb.utterance_changed(utterance)
-        if playing.complete and playing.played >= playing.pushed:
+        if played != playing.played:
+            playing.played = played
+            utterance.played_ms = played * 1000 // self._mixer.sample_rate
+            if utterance.mark_speaking():
+                self._cb.thinking(False)
+                self._cb.speech_started(utterance)
+                self._cb.utterance_changed(utterance)
+        if playing.complete and not playing.buffered and playing.played >= playing.pushed:
             self._finish(UtteranceState.PLAYED)
+            return
+        self._feed(playing)
 
     # -- interruption -------------------------------------------------------------
 
     def interrupt(self, *, include_queued: bool, fade_ms: int, force: bool) -> list[Utterance]:
         """Stop the current utterance (if it may be cut) and, if asked, drop the queued ones."""
         cut: list[Utterance] = []
+        dropped: list[SpeechJob] = []
+        if include_queued:
+            dropped, self._queue = list(self._queue), deque()
         playing = self._playing
         if playing is not None and (playing.job.utterance.interruptible or force):
             played_with_fade = self._mixer.interrupt(fade_ms, "current") if playing.pushed else 0
             playing.played = min(playing.pushed, max(playing.played, played_with_fade))
             cut.append(playing.job.utterance)
             self._finish(UtteranceState.INTERRUPTED)
-        if include_queued:
-            while self._queue:
-                job = self._queue.popleft()
-                job.utterance.finish(UtteranceState.INTERRUPTED, heard_text="")
-                self._cb.utterance_changed(job.utterance)
-                cut.append(job.utterance)
+        for job in dropped:
+            job.utterance.finish(UtteranceState.INTERRUPTED, heard_text="")
+            self._cb.utterance_changed(job.utterance)
+            cut.append(job.utterance)
         return cut
 
     async def aclose(self) -> None:
         """Stop everything; utterances not final become INTERRUPTED."""
+        self._closed = True
+        task = self._playing.task if self._playing else None
         self.interrupt(include_queued=True, fade_ms=0, force=True)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     # -- internals ------------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        while self._playing is None and self._queue and not self._closed:
+            job = self._queue.popleft()
+            if job.utterance.final:
+                continue
+            playing = _Playing(job, StreamResampler(self._tts.sample_rate, self._mixer.sample_rate))
+            self._playing = playing
+            playing.task = asyncio.create_task(self._produce(playing), name=f"speak-{job.utterance.id}")
 
     def _finish(self, state: UtteranceState, error: str = "") -> None:
         playing = self._playing
@@ -187,83 +228,106 @@ class Speaker:
         self._cb.thinking(False)
         utterance = playing.job.utterance
         utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
-        text = heard_text(playing.pieces, playing.played if state is not UtteranceState.PLAYED else playing.pushed)
-        if utterance.finish(state, heard_text=text, error=error):
+        played = playing.played if state is not UtteranceState.PLAYED else playing.synthesized
+        if utterance.finish(state, heard_text=heard_text(playing.pieces, played), error=error):
             self._cb.utterance_changed(utterance)
             self._cb.speech_finished(utterance)
-        task = self._job_task
+        task = playing.task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()  # stop synthesis (and the language model) of a cut utterance
-        self._finished.set()
-
-    async def _run(self) -> None:
-        while True:
-            while not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            job = self._queue.popleft()
-            if job.utterance.final:
-                continue
-            self._playing = _Playing(job)
-            self._finished.clear()
-            self._job_task = asyncio.create_task(self._produce(self._playing), name=f"speak-{job.utterance.id}")
-            await self._finished.wait()
-            await asyncio.gather(self._job_task, return_exceptions=True)
+        self._start_next()
 
     async def _produce(self, playing: _Playing) -> None:
-        """Synthesize the job's pieces into the mixer; the pacer's frames finish it."""
+        """Synthesize the job's pieces into the buffer; the clock's frames play and finish it."""
         job, utterance = playing.job, playing.job.utterance
         try:
-            resampler = StreamResampler(self._tts.sample_rate, self._mixer.sample_rate)
-            if job.is_reply:
-                self._cb.thinking(True)  # until its first frame plays (on_frame) or it ends (_finish)
-            async for text in job.pieces():
-                text = await self._cb.agent_text(utterance, text)
-                if not text.strip():
-                    continue
+            for _attempt in range(REPLY_ATTEMPTS if job.is_reply else 1):
                 if job.is_reply:
-                    utterance.text = f"{utterance.text} {text}".strip()
-                piece = _Piece(text, playing.pushed, playing.pushed)
-                playing.pieces.append(piece)
-                await self._synthesize(text, resampler, playing, piece)
-            tail = resampler.process(np.zeros(0, dtype=np.int16), last=True)
-            await self._push_paced(tail, playing, playing.pieces[-1] if playing.pieces else None)
+                    self._cb.thinking(True)  # until its first frame plays (on_frame) or it ends (_finish)
+                await self._speak_pieces(playing)
+                if playing.synthesized:
+                    break
+            tail = playing.resampler.process(np.zeros(0, dtype=np.int16), last=True)
+            if playing.pieces:
+                self._buffer(tail, playing, playing.pieces[-1])
             playing.complete = True
             self._cb.synthesis_finished(utterance)
-            if playing.pushed == 0 or playing.played >= playing.pushed:
+            if not playing.synthesized:
+                reason, what = ("REPLY_EMPTY", "the language model gave no answer to speak") if job.is_reply \
+                    else ("NOTHING_TO_SAY", "the text has nothing the voice can speak")
+                self._cb.warning(reason, what, utterance)
+                self._finish(UtteranceState.FAILED, error=what)
+            elif playing.played >= playing.synthesized:
                 self._finish(UtteranceState.PLAYED)
         except asyncio.CancelledError:
             raise
         except ProviderError as exc:
-            self._cb.warning(f"{exc.stage.upper()}_FAILED", str(exc), utterance)
-            self._mixer.interrupt(20, "current")
-            self._finish(UtteranceState.FAILED, error=str(exc))
+            self._fail(f"{exc.stage.upper()}_FAILED", str(exc), playing)
         except Exception as exc:  # noqa: BLE001 - a broken provider fails its utterance, not the session
             log.exception("speech failed", extra={"utterance": utterance.id})
-            self._cb.warning("SPEECH_FAILED", f"{type(exc).__name__}: {exc}", utterance)
-            self._mixer.interrupt(20, "current")
-            self._finish(UtteranceState.FAILED, error=f"{type(exc).__name__}: {exc}")
+            self._fail("SPEECH_FAILED", f"{type(exc).__name__}: {exc}", playing)
 
-    async def _synthesize(self, text: str, resampler: StreamResampler, playing: _Playing, piece: _Piece) -> None:
+    def _fail(self, reason: str, message: str, playing: _Playing) -> None:
+        self._cb.warning(reason, message, playing.job.utterance)
+        if playing.pushed:
+            played = self._mixer.interrupt(20, "current")
+            playing.played = min(playing.pushed, max(playing.played, played))
+        self._finish(UtteranceState.FAILED, error=message)
+
+    async def _speak_pieces(self, playing: _Playing) -> None:
+        job, utterance = playing.job, playing.job.utterance
+        async for text in job.pieces():
+            text = await self._cb.agent_text(utterance, text)
+            if not text.strip():
+                continue
+            if job.is_reply:
+                utterance.text = f"{utterance.text} {text}".strip()
+            for segment in segments(text):
+                while playing.buffered > self._lookahead:
+                    playing.room.clear()
+                    await playing.room.wait()
+                await self._synthesize(segment, playing)
+
+    async def _synthesize(self, text: str, playing: _Playing) -> None:
+        """One piece, whole, into the buffer, with where its words start."""
+        piece = Piece(text.split(), start=playing.synthesized)
+        playing.pieces.append(piece)
+        ratio = self._mixer.sample_rate / self._tts.sample_rate
         started = time.monotonic()
+        source_samples = 0
         first = True
-        async for chunk in self._tts.synthesize(text):
+        async for chunk in self._tts.synthesize_timed(text):
             if first:
                 first = False
                 self._cb.tts_first_byte(playing.job.utterance, (time.monotonic() - started) * 1000)
-            await self._push_paced(resampler.process(chunk), playing, piece)
+            for word, sample in chunk.word_starts:
+                if word == len(piece.word_starts):
+                    piece.word_starts.append(piece.start + round((source_samples + sample) * ratio))
+            source_samples += len(chunk.pcm)
+            self._buffer(playing.resampler.process(chunk.pcm), playing, piece)
+        piece.complete = True
 
-    async def _push_paced(self, pcm: np.ndarray, playing: _Playing, piece: _Piece | None) -> None:
-        """Push in slices, waiting for room in the mixer's bounded speech queue (back-pressure on TTS)."""
-        step = self._mixer.sample_rate // 2
-        for start in range(0, len(pcm), step):
-            piece_pcm = pcm[start:start + step]
-            while self._mixer.speech_space_samples < len(piece_pcm):
-                await self._wait_frame()
-            self._push(piece_pcm, playing, piece)
+    def _buffer(self, pcm: np.ndarray, playing: _Playing, piece: Piece) -> None:
+        if len(pcm):
+            playing.buffer.append(pcm)
+            playing.buffered += len(pcm)
+        piece.end = playing.synthesized
+        self._feed(playing)
 
-    def _push(self, pcm: np.ndarray, playing: _Playing, piece: _Piece | None) -> None:
-        self._mixer.push_speech(pcm, playing.job.utterance.id)
-        playing.pushed += len(pcm)
-        if piece is not None:
-            piece.end = playing.pushed
+    def _feed(self, playing: _Playing) -> None:
+        """Move buffered audio into the mixer's speech queue, as much as fits."""
+        space = self._mixer.speech_space_samples
+        while playing.buffer and space > 0:
+            head = playing.buffer[0]
+            take = min(space, len(head))
+            if take < len(head):
+                playing.buffer[0] = head[take:]
+                head = head[:take]
+            else:
+                playing.buffer.popleft()
+            self._mixer.push_speech(head, playing.job.utterance.id)
+            playing.buffered -= take
+            playing.pushed += take
+            space -= take
+        if playing.buffered <= self._lookahead:
+            playing.room.set()

@@ -53,8 +53,8 @@ class _Guarded:
 
 
 class GuardedTTS(_Guarded):
-    def synthesize(self, text: str) -> AsyncIterator[Any]:
-        return self._watch(self._provider.synthesize(text))
+    def synthesize_timed(self, text: str) -> AsyncIterator[Any]:
+        return self._watch(self._provider.synthesize_timed(text))
 
 
 class GuardedLLM(_Guarded):

@@ -14,6 +14,7 @@ thread; closing the stream stops generation within one token.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -81,7 +82,7 @@ class LocalLLM(LLM):
                 max_tokens=options["max_tokens"],
                 temperature=options["temperature"],
                 top_p=options["top_p"],
-                seed=None if options["seed"] < 0 else options["seed"],
+                seed=random.randrange(2**31) if options["seed"] < 0 else options["seed"],
                 stop=STOP,
                 stream=True,
             ):

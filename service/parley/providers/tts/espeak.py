@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from parley.errors import InvalidArgument
 from parley.providers.options import Opt
 from parley.providers.tts.espeak_engine import EspeakEngine, engine
-from parley.providers.tts.segmented import SegmentedTTS
+from parley.providers.tts.segmented import PieceAudio, SegmentedTTS
 from parley.providers.workers import Workers
 
 DEFAULT_VOICE = "en-us"
@@ -35,5 +34,6 @@ class EspeakTTS(SegmentedTTS):
         self.pitch = options["pitch"]
         self.chunk_ms = options["chunk_ms"]
 
-    def _synthesize_piece(self, piece: str) -> np.ndarray:
-        return self._engine.synthesize(piece, self.voice, self.rate, self.pitch)
+    def _synthesize_piece(self, piece: str) -> PieceAudio:
+        audio, word_starts = self._engine.synthesize(piece, self.voice, self.rate, self.pitch)
+        return PieceAudio(audio, word_starts)

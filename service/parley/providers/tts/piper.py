@@ -17,7 +17,7 @@ from parley.errors import InvalidArgument
 from parley.providers.base import ProviderError
 from parley.providers.options import Opt
 from parley.providers.shared import MODELS, SharedModel
-from parley.providers.tts.segmented import SegmentedTTS
+from parley.providers.tts.segmented import PieceAudio, SegmentedTTS
 from parley.providers.workers import Workers
 
 VOICES = ("en_US-joe-medium",)
@@ -63,13 +63,14 @@ class PiperTTS(SegmentedTTS):
             except Exception as exc:
                 raise ProviderError("failed", "tts", self.name, f"cannot load voice: {exc}") from exc
 
-    async def _piece(self, piece: str) -> np.ndarray:
+    async def _piece(self, piece: str) -> PieceAudio:
         await self.warm_up()
         assert self._shared is not None
         async with self._shared.lock():
             return await super()._piece(piece)
 
-    def _synthesize_piece(self, piece: str) -> np.ndarray:
+    def _synthesize_piece(self, piece: str) -> PieceAudio:
+        """Audio only: piper reports no word timings, so words are placed in proportion to the audio."""
         assert self._shared is not None
         chunks = [chunk.audio_int16_array for chunk in self._shared.model.synthesize(piece, self._config)]
-        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+        return PieceAudio(np.concatenate(chunks) if chunks else np.zeros(0, np.int16))

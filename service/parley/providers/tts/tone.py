@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from parley.providers.base import TTS
+from parley.providers.base import TTS, SpeechChunk
 from parley.providers.options import Opt
 from parley.providers.stand_in_faults import Fault
 from parley.providers.workers import Workers
@@ -41,10 +41,12 @@ class ToneTTS(TTS):
         """Length of the audio synthesize(text) yields."""
         return len(text) * self._char_samples * 1000 // self.sample_rate
 
-    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def synthesize_timed(self, text: str) -> AsyncIterator[SpeechChunk]:
         await self._fault.check(text)
-        for index, word in enumerate(text.split(" ")):
+        word = 0
+        for index, token in enumerate(text.split(" ")):
             if index:
-                yield self._silence.copy()
-            if word:
-                yield np.tile(self._tone, len(word))
+                yield SpeechChunk(self._silence.copy())
+            if token:
+                yield SpeechChunk(np.tile(self._tone, len(token)), ((word, 0),))
+                word += 1
