@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from parley.audio.pcm import resample
 from parley.errors import InvalidArgument
 from parley.providers import registry
 from parley.providers.tts import espeak_engine
-from parley.audio.pcm import resample
 from parley.providers.workers import Workers
 
 LONG = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from parley.errors import InvalidArgument
 from parley.providers.options import Opt
 from parley.providers.tts.espeak_engine import EspeakEngine, engine
