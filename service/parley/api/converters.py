@@ -313,6 +313,7 @@ def utterance_to_proto(u: UtteranceSnapshot) -> session_pb2.Utterance:
         interruptible=u.interruptible,
         played_ms=u.played_ms,
         error=u.error,
+        end_reason=u.end_reason,
         create_time=timestamp(u.create_time),
         start_time=timestamp(u.start_time),
         end_time=timestamp(u.end_time),

@@ -380,7 +380,8 @@ class Session:
 
     def _interrupt(self, *, include_queued: bool, fade_ms: int, force: bool, by_request: bool) -> list[Utterance]:
         self.barge_in.reset()
-        cut = self.speaker.interrupt(include_queued=include_queued, fade_ms=fade_ms, force=force)
+        cut = self.speaker.interrupt(include_queued=include_queued, fade_ms=fade_ms, force=force,
+                                     reason="INTERRUPT_CALLED" if by_request else "CALLER_SPOKE")
         for utterance in cut:
             self.telemetry.interrupted(utterance, by_request)
             if utterance.state is UtteranceState.INTERRUPTED and utterance.start_time is not None:

@@ -183,7 +183,7 @@ class Speaker:
 
     # -- interruption -------------------------------------------------------------
 
-    def interrupt(self, *, include_queued: bool, fade_ms: int, force: bool) -> list[Utterance]:
+    def interrupt(self, *, include_queued: bool, fade_ms: int, force: bool, reason: str) -> list[Utterance]:
         """Stop the current utterance (if it may be cut) and, if asked, drop the queued ones."""
         cut: list[Utterance] = []
         dropped: list[SpeechJob] = []
@@ -194,9 +194,9 @@ class Speaker:
             played_with_fade = self._mixer.interrupt(fade_ms, "current") if playing.pushed else 0
             playing.played = min(playing.pushed, max(playing.played, played_with_fade))
             cut.append(playing.job.utterance)
-            self._finish(UtteranceState.INTERRUPTED)
+            self._finish(UtteranceState.INTERRUPTED, reason=reason)
         for job in dropped:
-            job.utterance.finish(UtteranceState.INTERRUPTED, heard_text="")
+            job.utterance.finish(UtteranceState.INTERRUPTED, heard_text="", reason=reason)
             self._cb.utterance_changed(job.utterance)
             cut.append(job.utterance)
         return cut
@@ -205,7 +205,7 @@ class Speaker:
         """Stop everything; utterances not final become INTERRUPTED."""
         self._closed = True
         task = self._playing.task if self._playing else None
-        self.interrupt(include_queued=True, fade_ms=0, force=True)
+        self.interrupt(include_queued=True, fade_ms=0, force=True, reason="SESSION_CLOSED")
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
@@ -220,7 +220,7 @@ class Speaker:
             self._playing = playing
             playing.task = asyncio.create_task(self._produce(playing), name=f"speak-{job.utterance.id}")
 
-    def _finish(self, state: UtteranceState, error: str = "") -> None:
+    def _finish(self, state: UtteranceState, error: str = "", reason: str = "") -> None:
         playing = self._playing
         if playing is None:
             return
@@ -229,7 +229,7 @@ class Speaker:
         utterance = playing.job.utterance
         utterance.played_ms = playing.played * 1000 // self._mixer.sample_rate
         played = playing.played if state is not UtteranceState.PLAYED else playing.synthesized
-        if utterance.finish(state, heard_text=heard_text(playing.pieces, played), error=error):
+        if utterance.finish(state, heard_text=heard_text(playing.pieces, played), error=error, reason=reason):
             self._cb.utterance_changed(utterance)
             self._cb.speech_finished(utterance)
         task = playing.task
@@ -256,7 +256,7 @@ class Speaker:
                 reason, what = ("REPLY_EMPTY", "the language model gave no answer to speak") if job.is_reply \
                     else ("NOTHING_TO_SAY", "the text has nothing the voice can speak")
                 self._cb.warning(reason, what, utterance)
-                self._finish(UtteranceState.FAILED, error=what)
+                self._finish(UtteranceState.FAILED, error=what, reason=reason)
             elif playing.played >= playing.synthesized:
                 self._finish(UtteranceState.PLAYED)
         except asyncio.CancelledError:
@@ -272,7 +272,7 @@ class Speaker:
         if playing.pushed:
             played = self._mixer.interrupt(20, "current")
             playing.played = min(playing.pushed, max(playing.played, played))
-        self._finish(UtteranceState.FAILED, error=message)
+        self._finish(UtteranceState.FAILED, error=message, reason=reason)
 
     async def _speak_pieces(self, playing: _Playing) -> None:
         job, utterance = playing.job, playing.job.utterance

@@ -19,6 +19,7 @@ class UtteranceSnapshot:
     interruptible: bool
     played_ms: int
     error: str
+    end_reason: str
     create_time: float
     start_time: float | None
     end_time: float | None
@@ -44,6 +45,7 @@ class Utterance:
         self.heard_text = ""
         self.played_ms = 0
         self.error = ""
+        self.end_reason = ""  # why it was INTERRUPTED or FAILED, as a stable code
         self.create_time = time.time()
         self.start_time: float | None = None
         self.end_time: float | None = None
@@ -60,7 +62,9 @@ class Utterance:
         self.start_time = time.time()
         return True
 
-    def finish(self, state: UtteranceState, *, heard_text: str | None = None, error: str = "") -> bool:
+    def finish(
+        self, state: UtteranceState, *, heard_text: str | None = None, error: str = "", reason: str = ""
+    ) -> bool:
         """Move to a final state once; returns False if it was already final."""
         if self.final:
             return False
@@ -68,6 +72,7 @@ class Utterance:
         if heard_text is not None:
             self.heard_text = heard_text
         self.error = error
+        self.end_reason = reason
         self.end_time = time.time()
         if not self.done.done():
             self.done.set_result(self.snapshot())
@@ -76,6 +81,6 @@ class Utterance:
     def snapshot(self) -> UtteranceSnapshot:
         return UtteranceSnapshot(
             id=self.id, state=self.state, source=self.source, text=self.text, heard_text=self.heard_text,
-            interruptible=self.interruptible, played_ms=self.played_ms, error=self.error,
+            interruptible=self.interruptible, played_ms=self.played_ms, error=self.error, end_reason=self.end_reason,
             create_time=self.create_time, start_time=self.start_time, end_time=self.end_time,
         )
