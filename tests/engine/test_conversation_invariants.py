@@ -22,7 +22,6 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pytest
 from google.protobuf import struct_pb2
 
