@@ -137,6 +137,8 @@ class VADEvent:
 
 class VADStream(ABC):
     speaking: bool
+    quiet_ms: int = 0
+    """While speaking: how long the voice has been quiet, before the end is confirmed (0 if unknown)."""
 
     @abstractmethod
     def process(self, pcm: np.ndarray) -> list[VADEvent]:

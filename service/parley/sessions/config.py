@@ -57,7 +57,7 @@ class InterruptionConfig:
     mode: InterruptionMode = InterruptionMode.HYBRID
     min_duration_seconds: float = 0.5
     min_words: int = 2
-    false_interruption_pause_seconds: float = 2.0
+    false_interruption_pause_seconds: float = 1.0
     resume_on_false_interruption: bool = True
 
 

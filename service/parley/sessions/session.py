@@ -30,6 +30,7 @@ from parley.providers.base import LLM, STT, TTS, VAD, Transcript, TurnDetector
 from parley.providers.workers import Workers
 from parley.sessions import events as ev
 from parley.sessions.barge_in import BargeIn
+from parley.sessions.clock import LOOP_CLOCK, Clock
 from parley.sessions.config import AgentAction, AudioLayerConfig, SessionConfig
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.layers import Layers, LayerStatus
@@ -126,8 +127,9 @@ class Session:
     def __init__(
         self, name: str, owner: str, config: SessionConfig, *, idle_ttl_seconds: float, workers: Workers,
         limits: SessionLimits = SessionLimits(), hooks: SessionHooks | None = None,
-        telemetry: Telemetry | None = None,
+        telemetry: Telemetry | None = None, clock: Clock = LOOP_CLOCK,
     ) -> None:
+        self.clock = clock
         self.name = name
         self.owner = owner
         self.config = config
@@ -160,7 +162,7 @@ class Session:
         self._closing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._thinking = False
-        self.barge_in = BargeIn(config.interruption, _BargeInActions(self))
+        self.barge_in = BargeIn(config.interruption, _BargeInActions(self), clock)
         self._reply_turns: dict[str, _PendingTurn] = {}
         self._greeted = False
         self.stream: AttachedStream | None = None
@@ -338,11 +340,10 @@ class Session:
         if turn is not None:
             self._reply_turns[utterance.id] = turn
 
-        unheard = [user_text] if user_text else []  # enters the history once, when the reply starts
+        if user_text:
+            self.chat_history.append(ChatMessage(Role.USER, user_text))
 
         async def pieces() -> AsyncIterator[str]:
-            while unheard:
-                self.chat_history.append(ChatMessage(Role.USER, unheard.pop()))
             async for piece in generate_reply(self.llm, self.chat_history, self.tools, self._run_tool,
                                               instructions=instructions, stats=stats,
                                               trace=self.telemetry.reply_trace(utterance)):
@@ -453,7 +454,7 @@ class Session:
             self.stream.take_over()
         if self.listener is None:
             self.listener = Listener(self.vad, self.stt, self.turn_detector, self.config.turn_detection,
-                                     _ListenerEvents(self))
+                                     _ListenerEvents(self), self.clock)
         stream = AttachedStream(spec, self.config.output_format.sample_rate_hz, self.limits.stream_frame_buffer,
                                 self.listener.sample_rate)
         self.stream = stream
@@ -592,14 +593,12 @@ class Session:
 
     def _on_user_speech_ended(self, when: float) -> None:
         self._set_user_state(UserState.LISTENING if self.stream is not None else UserState.IDLE)
-        self.barge_in.speech_ended()
+        self.barge_in.speech_ended(when)
 
     def _on_transcript(self, transcript: Transcript) -> None:
-        self.bus.publish(ev.TranscriptEvent(
-            transcript.text, transcript.is_final,
-            tuple(transcript.words),
-        ))
-        self.barge_in.heard_words(len(transcript.text.split()), self.user_state is UserState.SPEAKING)
+        if transcript.text.strip():
+            self.bus.publish(ev.TranscriptEvent(transcript.text, transcript.is_final, tuple(transcript.words)))
+        self.barge_in.heard_words(len(transcript.text.split()), final=transcript.is_final)
 
     def _on_user_turn(self, turn: UserTurn) -> None:
         self.telemetry.user_turn(turn)
@@ -611,12 +610,12 @@ class Session:
             text = await _call_text_hook(self.hooks.on_user_transcript, text)
         if self.closed or not text.strip():
             return
-        self.barge_in.turn_ended()
         if not self.config.auto_reply:
             self.chat_history.append(ChatMessage(Role.USER, text))
             return
-        pending = _PendingTurn(turn, ReplyStats())
-        self.reply(user_text=text, turn=pending)
+        # Replies to earlier turns that nobody has heard yet give way: this turn's reply answers them all.
+        self.speaker.cancel_unheard(set(self._reply_turns), reason="SUPERSEDED")
+        self.reply(user_text=text, turn=_PendingTurn(turn, ReplyStats()))
 
     # -- speaker callbacks -----------------------------------------------------------------
 
@@ -624,6 +623,7 @@ class Session:
         self.bus.publish(ev.UtteranceUpdated(utterance.snapshot()))
 
     def _on_speech_started(self, utterance: Utterance) -> None:
+        self.barge_in.agent_started(utterance)
         self._refresh_agent_state()
         pending = self._reply_turns.pop(utterance.id, None)
         turn = None
@@ -633,7 +633,7 @@ class Session:
                 stt_latency_ms=pending.user.stt_latency_ms,
                 llm_ttft_ms=pending.stats.llm_ttft_ms,
                 tts_ttfb_ms=pending.tts_ttfb_ms,
-                e2e_latency_ms=(time.monotonic() - pending.user.speech_end) * 1000,
+                e2e_latency_ms=(self.clock.now() - pending.user.speech_end) * 1000,
             )
             self.metrics.add_turn(turn)
             self.bus.publish(ev.MetricsUpdated(turn))

@@ -201,6 +201,22 @@ class Speaker:
             cut.append(job.utterance)
         return cut
 
+    def cancel_unheard(self, ids: set[str], reason: str) -> list[Utterance]:
+        """End the utterances among `ids` that nobody has heard yet: queued, or current with nothing played."""
+        cut: list[Utterance] = []
+        for job in [job for job in self._queue if job.utterance.id in ids]:
+            self._queue.remove(job)
+            job.utterance.finish(UtteranceState.INTERRUPTED, heard_text="", reason=reason)
+            self._cb.utterance_changed(job.utterance)
+            cut.append(job.utterance)
+        playing = self._playing
+        if playing is not None and playing.job.utterance.id in ids and playing.played == 0:
+            if playing.pushed:
+                self._mixer.interrupt(0, "current")
+            cut.append(playing.job.utterance)
+            self._finish(UtteranceState.INTERRUPTED, reason=reason)
+        return cut
+
     async def aclose(self) -> None:
         """Stop everything; utterances not final become INTERRUPTED."""
         self._closed = True

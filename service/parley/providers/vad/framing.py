@@ -89,5 +89,10 @@ class FramedVADStream(VADStream):
                 self._last_loud = index
         return event
 
+    @property
+    def quiet_ms(self) -> int:  # type: ignore[override]
+        """While speaking, the non-speech frames so far that may turn out to be the end."""
+        return self._run * self._frame_ms if self.speaking else 0
+
     def _loud_floor(self) -> float:
         return max(self._peak_db - _TAIL_BELOW_PEAK_DB, self._noise_db + _TAIL_ABOVE_NOISE_DB)
