@@ -100,8 +100,12 @@ class Caller:
                 continue
             event = response.event
             kind = event.WhichOneof("event")
-            if kind == "user_state_changed" and event.user_state_changed.new_state == session_pb2.USER_STATE_LISTENING:
-                self.marks.setdefault("vad", now)
+            if kind == "user_state_changed":
+                state = event.user_state_changed.new_state
+                if state == session_pb2.USER_STATE_SPEAKING:
+                    self.marks["speaking"] = now
+                elif state == session_pb2.USER_STATE_LISTENING and "speaking" in self.marks:
+                    self.marks.setdefault("vad", now)
             elif kind == "transcript" and event.transcript.is_final:
                 self.marks.setdefault("stt", now)
             elif kind == "utterance_updated":

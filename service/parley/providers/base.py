@@ -95,8 +95,12 @@ class STTStream(ABC):
     """One caller's speech, utterance after utterance. Calls on one stream must not overlap."""
 
     @abstractmethod
-    async def push(self, pcm: np.ndarray) -> Transcript | None:
-        """Feed int16 mono audio at the STT's rate; an interim result if one is ready."""
+    async def push(self, pcm: np.ndarray, *, interim: bool = True) -> Transcript | None:
+        """Feed int16 mono audio at the STT's rate; an interim result if one is ready.
+
+        `interim=False`: the final is asked for right after this audio, so
+        spend nothing on an interim result now.
+        """
 
     @abstractmethod
     async def finish(self) -> Transcript:

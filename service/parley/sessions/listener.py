@@ -175,7 +175,7 @@ class Listener:
                 item = self._queue.popleft()
                 if isinstance(item, np.ndarray):
                     self._queued_samples -= len(item)
-                    interim = await self._stt.push(item)
+                    interim = await self._stt.push(item, interim=not self._finals_pending)
                     if interim is not None and interim.text:
                         self._cb.transcript(interim)
                     continue

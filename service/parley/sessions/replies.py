@@ -18,25 +18,45 @@ from parley.telemetry import NO_REPLY_TRACE, ReplyTrace
 
 MAX_TOOL_ROUNDS = 5
 _PIECE_END = re.compile(r"[.!?…;:](?=\s)|\n")
+_FIRST_PIECE_END = re.compile(r"[.!?…;:,](?=\s)|\n")
+FIRST_PIECE_WORDS = 5
 
 
 class SentenceBuffer:
-    """Collects streamed text and releases it in speakable pieces."""
+    """Collects streamed text and releases it in speakable pieces.
 
-    def __init__(self, min_chars: int = 12) -> None:
+    Pieces end at sentence ends. The first piece of a reply is released
+    sooner, at the first clause mark or after `FIRST_PIECE_WORDS` words, so
+    the caller hears the agent start while the model is still writing.
+    """
+
+    def __init__(self, min_chars: int = 12, *, first: bool = True) -> None:
         self._text = ""
         self._min_chars = min_chars
+        self._first = first
 
     def push(self, delta: str) -> list[str]:
         self._text += delta
         pieces: list[str] = []
         while True:
-            match = next((m for m in _PIECE_END.finditer(self._text) if m.end() >= self._min_chars), None)
-            if match is None:
+            end = self._piece_end()
+            if end is None:
                 return pieces
-            piece, self._text = self._text[: match.end()].strip(), self._text[match.end():]
+            piece, self._text = self._text[:end].strip(), self._text[end:]
             if piece:
                 pieces.append(piece)
+                self._first = False
+
+    def _piece_end(self) -> int | None:
+        marks = _FIRST_PIECE_END if self._first else _PIECE_END
+        match = next((m for m in marks.finditer(self._text) if m.end() >= self._min_chars), None)
+        if match is not None:
+            return match.end()
+        if self._first:
+            words = list(re.finditer(r"\S+(?=\s)", self._text))
+            if len(words) >= FIRST_PIECE_WORDS:
+                return words[FIRST_PIECE_WORDS - 1].end()
+        return None
 
     def flush(self) -> list[str]:
         piece, self._text = self._text.strip(), ""
@@ -70,9 +90,10 @@ async def generate_reply(
     `instructions` apply to this reply only and are not kept in the history.
     """
     sources = {t.name: t.source for t in tools}  # the model does not know where a tool lives
+    spoken = False
     for _ in range(MAX_TOOL_ROUNDS):
         messages = history + ([ChatMessage(Role.SYSTEM, instructions)] if instructions else [])
-        buffer = SentenceBuffer()
+        buffer = SentenceBuffer(first=not spoken)
         calls: list[ToolCall] = []
         stats.llm_request_time = time.monotonic()
         async for chunk in trace.stream(llm, llm.chat(messages, tools)):
@@ -80,6 +101,7 @@ async def generate_reply(
                 if not stats.llm_ttft_ms:
                     stats.llm_ttft_ms = (time.monotonic() - stats.llm_request_time) * 1000
                 for piece in buffer.push(chunk.text):
+                    spoken = True
                     yield piece
             elif isinstance(chunk, ToolCall):
                 if not stats.llm_ttft_ms:
@@ -89,6 +111,7 @@ async def generate_reply(
                 stats.input_tokens += chunk.input_tokens
                 stats.output_tokens += chunk.output_tokens
         for piece in buffer.flush():
+            spoken = True
             yield piece
         if not calls:
             return

@@ -48,9 +48,9 @@ class PocketSphinxStream(STTStream):
         except Exception as exc:
             raise ProviderError("failed", "stt", self._stt.name, f"{type(exc).__name__}: {exc}") from exc
 
-    async def push(self, pcm: np.ndarray) -> Transcript | None:
+    async def push(self, pcm: np.ndarray, *, interim: bool = True) -> Transcript | None:
         text = await self._run(self._process, np.asarray(pcm, dtype=np.int16).tobytes())
-        if not self._stt.options["interim"] or not text or text == self._last_interim:
+        if not interim or not self._stt.options["interim"] or not text or text == self._last_interim:
             return None
         self._last_interim = text
         return Transcript(text, False, [])

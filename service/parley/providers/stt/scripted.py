@@ -42,7 +42,7 @@ class ScriptedStream(STTStream):
         self._next = 0
         self._samples = 0
 
-    async def push(self, pcm: np.ndarray) -> Transcript | None:
+    async def push(self, pcm: np.ndarray, *, interim: bool = True) -> Transcript | None:
         self._samples += len(pcm)
         return None
 

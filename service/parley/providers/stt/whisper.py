@@ -77,13 +77,13 @@ class WhisperStream(STTStream):
         self._samples = 0
         self._since_interim = 0
 
-    async def push(self, pcm: np.ndarray) -> Transcript | None:
+    async def push(self, pcm: np.ndarray, *, interim: bool = True) -> Transcript | None:
         self._chunks.append(np.asarray(pcm, dtype=np.int16))
         self._samples += len(pcm)
         self._since_interim += len(pcm)
         while self._samples - len(self._chunks[0]) >= self._limit:
             self._samples -= len(self._chunks.pop(0))
-        if not self._interim_every or self._since_interim < self._interim_every:
+        if not interim or not self._interim_every or self._since_interim < self._interim_every:
             return None
         self._since_interim = 0
         shared = await self._stt.model()
