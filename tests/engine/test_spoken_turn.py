@@ -14,11 +14,11 @@ from tests.engine.conftest import open_stream, rms
 QUESTION = "what is the weather today"
 
 
-async def spoken(text: str, rate: int = 16000) -> np.ndarray:
-    """`text` said by the default TTS, at `rate`."""
+async def spoken(text: str, rate: int = 16000, voice: str = "") -> np.ndarray:
+    """`text` said by the default TTS (in `voice`, "" for its default), at `rate`."""
     workers = Workers(2)
     try:
-        tts = registry.build("tts", "", {}, workers=workers)
+        tts = registry.build("tts", "", {}, voice=voice, workers=workers)
         pcm = np.concatenate([c async for c in tts.synthesize(text)])
         return resample(pcm, tts.sample_rate, rate)
     finally:
