@@ -13,7 +13,9 @@ question was sent:
 - first audio: the first audible frame of the reply arriving.
 
 and it adds the model times the server reports (LLM first token, TTS first
-byte). Writes bench/results/turns.json and prints a table.
+byte). Then it plays a 150 ms noise burst over the agent's speech and times
+the pause until the speech resumes. Writes bench/results/turns.json and
+prints a table.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from parley.providers import registry
 from parley.providers.workers import Workers
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
-from parley.v1 import audio_pb2, session_pb2
+from parley.v1 import audio_pb2, events_pb2, session_pb2
 
 RESULTS = Path(__file__).parent / "results" / "turns.json"
 QUESTIONS = [
@@ -168,6 +170,38 @@ async def one_turn(stub: pb_grpc.AgentSessionServiceStub, question: np.ndarray) 
         await stub.Close(pb.CloseRequest(session=name))
 
 
+async def noise_pause(stub: pb_grpc.AgentSessionServiceStub) -> dict[str, float] | None:
+    """A 150 ms noise burst over the agent: how long until its speech is audible again."""
+    name = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig()))).session.name
+    caller = Caller(stub, name)
+    await caller.open()
+    resumed: dict[str, float] = {}
+
+    async def watch() -> None:
+        events = stub.WatchEvents(pb.WatchEventsRequest(session=name))
+        async for response in events:
+            event = response.event
+            if event.WhichOneof("event") == "interruption":
+                resumed.setdefault(str(event.interruption.kind), time.monotonic())
+            if len(resumed) >= 2:
+                break
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await stub.Say(pb.SayRequest(session=name, text=" ".join(QUESTIONS)))
+        await caller.silence_until(lambda: False, 1.5)
+        noise = np.random.default_rng(3).normal(0, 6000, 2400).clip(-32768, 32767).astype(np.int16)
+        ended = await caller.send(noise)
+        await caller.silence_until(lambda: len(resumed) >= 2, 5.0)
+        kinds = {events_pb2.INTERRUPTION_KIND_PAUSED: "paused", events_pb2.INTERRUPTION_KIND_RESUMED: "resumed",
+                 events_pb2.INTERRUPTION_KIND_INTERRUPTED: "interrupted"}
+        return {kinds[int(k)]: (t - ended) * 1000 for k, t in resumed.items()}
+    finally:
+        watcher.cancel()
+        await caller.close()
+        await stub.Close(pb.CloseRequest(session=name))
+
+
 async def main() -> None:
     questions = await spoken(QUESTIONS)
     port = free_port()
@@ -185,6 +219,9 @@ async def main() -> None:
                       flush=True)
                 if row:
                     rows.append(row)
+            pauses = [p for p in [await noise_pause(stub) for _ in range(5)] if p]
+            for p in pauses:
+                print("  noise burst: " + ", ".join(f"{k} {v:.0f} ms" for k, v in p.items()), flush=True)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -193,11 +230,15 @@ async def main() -> None:
                      "p90": float(np.percentile([r[key] for r in rows if key in r], 90))}
                for key in keys if any(key in r for r in rows)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    resumed = [p["resumed"] for p in pauses if "resumed" in p]
     RESULTS.write_text(json.dumps({"turns": rows, "summary": summary, "replied": len(rows),
-                                   "asked": len(QUESTIONS)}, indent=2))
+                                   "asked": len(QUESTIONS), "noise_bursts": pauses}, indent=2))
     print(f"{len(rows)}/{len(QUESTIONS)} questions answered; ms after the caller's last voiced chunk was sent:")
     for key, value in summary.items():
         print(f"  {key:14s} median {value['median']:7.0f}   p90 {value['p90']:7.0f}")
+    if resumed:
+        print(f"150 ms noise burst over the agent: speech resumed {np.median(resumed):.0f} ms (median) after it "
+              f"ended; {len(resumed)}/{len(pauses)} resumed, the rest were heard as words and cut")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,10 @@ async def test_interrupt_silences_within_a_frame_and_keeps_only_heard_text(stub,
     done = await wait_done(stub, session.name, said.id)
     assert done.state == INTERRUPTED
     assert done.heard_text and len(done.heard_text) < len(LONG_TEXT)
-    assert LONG_TEXT.startswith(done.heard_text.rsplit(" ", 1)[0])
+    assert LONG_TEXT.startswith(done.heard_text)
+    assert cut[0].heard_text == done.heard_text and cut[0].played_ms == done.played_ms  # the call says the same
+    heard_ms = 60 * len(done.heard_text)  # tone stand-in: 60 ms per character, spaces silent
+    assert heard_ms <= done.played_ms < heard_ms + 60 * (len(LONG_TEXT[len(done.heard_text):].split()[0]) + 2)
 
     await client.wait_for(lambda: client.of("clear_audio"))
     await asyncio.sleep(0.3)

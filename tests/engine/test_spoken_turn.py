@@ -94,3 +94,52 @@ async def test_caller_words_cut_the_agent_before_the_caller_finishes(stub) -> No
     assert cut_at < final_at  # cut by interim words, while the caller was still speaking
     assert any(not t.is_final and len(t.text.split()) >= 2 for t in client.of("transcript"))
     await client.aclose()
+
+
+AGENT_TEXT = ("Thank you for calling our customer service. Today I would like to tell you about the many new "
+              "features we have added to your account, starting with the monthly summary and the savings plan.")
+
+
+async def transcribe(pcm: np.ndarray, rate: int) -> list[str]:
+    workers = Workers(2)
+    try:
+        stream = registry.build("stt", "whisper", {}, workers=workers).stream()
+        await stream.push(resample(pcm, rate, 16000), interim=False)
+        words = (await stream.finish()).text.lower().split()
+        await stream.aclose()
+        return [w.strip(",.?!;:") for w in words]
+    finally:
+        workers.close()
+
+
+async def test_a_caller_who_talks_over_the_agent_cuts_it_and_it_keeps_only_what_was_heard(stub) -> None:  # type: ignore[no-untyped-def]
+    """The default providers, a real voice barge-in: heard_text is the words in the audio that was sent."""
+    session = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(auto_reply=False)))).session
+    client = await open_stream(stub, session.name)
+    said = (await stub.Say(pb.SayRequest(session=session.name, text=AGENT_TEXT))).utterance
+    await client.wait_for(lambda: session_pb2.UTTERANCE_STATE_SPEAKING in client.utterance_states(said.id))
+    await client.send_silence(2.0)
+    await client.send(await spoken("Stop, wait a moment please", voice="en+f3"))
+    await client.wait_for(lambda: client.utterance_states(said.id)[-1] == session_pb2.UTTERANCE_STATE_INTERRUPTED)
+    done = (await stub.WaitUtterance(pb.WaitUtteranceRequest(session=session.name, utterance_id=said.id))).utterance
+    assert done.end_reason == "CALLER_SPOKE"
+
+    heard = done.heard_text.split()
+    assert 3 <= len(heard) < len(AGENT_TEXT.split()) and AGENT_TEXT.startswith(done.heard_text)
+    sent = np.concatenate([f.pcm for f in client.frames if f.utterance_id == said.id])
+    assert abs(len(sent) / 24000 * 1000 - done.played_ms) < 200  # what was sent is what counts as played
+    in_audio = await transcribe(sent, 24000)
+    words = [w.strip(",.").lower() for w in heard]
+    assert abs(len(in_audio) - len(words)) <= 2, (in_audio, words)  # a word cut mid-way may go either way
+    assert in_audio[-1] in words[-3:] or in_audio[-2] == words[-1], (in_audio, words)
+    history = (await stub.Get(pb.GetRequest(session=session.name))).session.chat_history
+    agent_lines = [m for m in history if m.role == session_pb2.CHAT_ROLE_ASSISTANT]
+    assert [(m.content, m.interrupted) for m in agent_lines] == [(done.heard_text, True)]
+
+    after = (await stub.Say(pb.SayRequest(session=session.name, text="Sorry, go ahead."))).utterance
+    while (await stub.Get(pb.GetRequest(session=session.name))).session.utterances[-1].state in (
+            session_pb2.UTTERANCE_STATE_QUEUED, session_pb2.UTTERANCE_STATE_SPEAKING):
+        await client.send_silence(0.1)
+    assert (await stub.WaitUtterance(pb.WaitUtteranceRequest(
+        session=session.name, utterance_id=after.id))).utterance.state == session_pb2.UTTERANCE_STATE_PLAYED
+    await client.aclose()

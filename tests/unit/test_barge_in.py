@@ -140,13 +140,28 @@ async def test_without_resuming_a_short_voice_plays_on_and_counts_once() -> None
 
 
 async def test_speech_that_starts_while_the_caller_talks_waits_for_them() -> None:
-    barge_in, session, clock = setup(min_duration_seconds=0.5)
+    barge_in, session, clock = setup(min_duration_seconds=0.5, min_words=2)
     session.playing = None
     barge_in.speech_started()
     clock.advance(0.2)
     session.playing = speaking("u2")
     barge_in.agent_started(session.playing)
     assert session.did == ["pause u2"]
+    barge_in.heard_words(5, final=False)  # words said before it began
+    clock.advance(0.3)
+    barge_in.speech_ended(clock.now())
+    assert session.did == ["pause u2", "resume u2"]  # it waited, then went on
+    barge_in.heard_words(5, final=True)
+    assert session.did == ["pause u2", "resume u2"]
+
+
+async def test_a_caller_who_goes_on_talking_cuts_speech_that_began_over_them() -> None:
+    barge_in, session, clock = setup(min_duration_seconds=0.5)
+    session.playing = None
+    barge_in.speech_started()
+    clock.advance(1.0)
+    session.playing = speaking("u2")
+    barge_in.agent_started(session.playing)
     clock.advance(0.5)
     assert session.did == ["pause u2", "cut u2"]
 

@@ -3,7 +3,8 @@
 Only interruptible speech that is playing can be contested, and never in
 DISABLED mode. The caller's voice pauses it at once (with a fade) when
 resuming is enabled, and so does agent speech that starts while the caller
-is already talking: the agent never talks over the caller. Voice lasting
+is already talking: the agent never talks over the caller, and goes on when
+they stop (their words, said before it began, do not cut it). Voice lasting
 `min_duration_seconds` (VAD_ONLY, HYBRID) or `min_words` transcribed words
 (STT_ONLY, HYBRID) cuts it.
 
@@ -55,6 +56,7 @@ class BargeIn:
         self._contested: Utterance | None = None  # the speech the caller's ongoing voice is up against
         self._judged: Utterance | None = None  # the caller stopped; their final transcript decides its fate
         self._resumed_unjudged = False  # the window ran out before the verdict: speech already resumed
+        self._waiting_for_caller = False  # the contested speech began while the caller was talking
         self._caller_speaking = False
         self._words = 0
         self._voice_timer: Timer | None = None
@@ -67,6 +69,7 @@ class BargeIn:
         self._caller_speaking = True
         self._words = 0
         self._judged = None
+        self._waiting_for_caller = False
         self._cancel_resume()
         self._contest(self._act.current())
 
@@ -76,6 +79,12 @@ class BargeIn:
         self._cancel_voice()
         contested, self._contested = self._contested, None
         if contested is None or contested.final:
+            return
+        if self._waiting_for_caller:  # words said before it began are not against it: it just waited
+            self._waiting_for_caller = False
+            paused, self.paused = self.paused, None
+            if paused is not None:
+                self._act.resume(paused)
             return
         if self._config.mode in WORD_MODES:
             self._judged, self._resumed_unjudged = contested, False
@@ -88,7 +97,7 @@ class BargeIn:
     def heard_words(self, count: int, *, final: bool) -> None:
         """A transcript of the caller's latest speech has `count` words; a final one is the verdict."""
         self._words = max(self._words, count)
-        if self._config.mode in WORD_MODES and self._words >= self._config.min_words:
+        if self._config.mode in WORD_MODES and self._words >= self._config.min_words and not self._waiting_for_caller:
             target = self._contested or self._judged or self.paused
             if target is not None and not target.final:
                 self._act.cut()
@@ -105,8 +114,13 @@ class BargeIn:
     # -- the agent ------------------------------------------------------------------
 
     def agent_started(self, utterance: Utterance) -> None:
-        """An utterance began to play: if the caller is talking, it waits for them."""
+        """An utterance began to play: if the caller is talking, it waits for them.
+
+        Their words so far were said before it began, so they do not cut it;
+        their voice going on for `min_duration_seconds` does.
+        """
         if self._caller_speaking and self._contested is None:
+            self._waiting_for_caller = True
             self._contest(utterance)
 
     def reset(self) -> None:
@@ -114,6 +128,7 @@ class BargeIn:
         self._cancel_voice()
         self._cancel_resume()
         self.paused = self._contested = self._judged = None
+        self._waiting_for_caller = False
 
     def utterance_ended(self, utterance: Utterance) -> None:
         if self.paused is utterance:
