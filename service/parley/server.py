@@ -15,8 +15,8 @@ from parley.api.interceptors import DrainInterceptor
 from parley.api.servicer import AgentSessionServicer
 from parley.api.tls import server_credentials
 from parley.providers.registry import warm_up_defaults
-from parley.reflection import DocumentedPool
 from parley.providers.workers import Workers
+from parley.reflection import DocumentedPool
 from parley.sessions.registry import RegistryLimits, SessionRegistry
 from parley.sessions.session import SessionLimits
 from parley.settings import ServerSettings
