@@ -43,6 +43,17 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _web(args: argparse.Namespace) -> int:
+    from parley.web.serve import serve
+    from parley.web.settings import WebSettings
+
+    settings = WebSettings(address=args.address, token=args.token, host=args.host, port=args.port,
+                           allowed_origins=tuple(args.allow_origin))
+    logs.configure(args.log_level)
+    serve(settings, args.log_level)
+    return 0
+
+
 def _talk(args: argparse.Namespace) -> int:
     import grpc
 
@@ -99,6 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
     health.set_defaults(run=_health)
+    web = commands.add_parser(
+        "web", help="serve a page that talks to an agent in the browser (microphone, speaker, events)",
+        description="Serve a web page and its WebSocket bridge on one port. The bridge is a gRPC client of "
+                    "the Parley server at --address (same contract, same token); each browser tab is one "
+                    "session, closed when the tab goes. Whoever can open the page acts with the token.",
+    )
+    web.add_argument("--address", default=os.environ.get("PARLEY_ADDRESS", DEFAULT_ADDRESS),
+                     help=_address_help("the page talks to"))
+    web.add_argument("--token", default=os.environ.get("PARLEY_TOKEN", ""),
+                     help="bearer token when the server has authentication on (env PARLEY_TOKEN)")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="where to serve the page (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=int, default=8080, help="port of the page and its WebSocket (default 8080)")
+    web.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                     help="another origin whose pages may open the WebSocket (repeatable; the page's own always may)")
+    web.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="log level (JSON lines on stderr)")
+    web.set_defaults(run=_web)
     return parser
 
 
