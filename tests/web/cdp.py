@@ -25,7 +25,7 @@ CHROMIUM = "chromium"
 QUIET_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
-    "--mute-audio", "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio", "--autoplay-policy=no-user-gesture-required", "--window-size=1280,1100",
 )
 
 
@@ -73,7 +73,7 @@ class Page:
             el.click(); return true; }})()""")
 
     async def screenshot(self, path: Path) -> Path:
-        data = (await self.send("Page.captureScreenshot", {"format": "png"}))["data"]
+        data = (await self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}))["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path

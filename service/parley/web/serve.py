@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import uvicorn
 from starlette.applications import Starlette
 
@@ -18,6 +20,10 @@ def uvicorn_config(settings: WebSettings, app: Starlette | None = None, log_leve
 
 
 def serve(settings: WebSettings, log_level: str = "info") -> None:
+    """Until SIGINT or SIGTERM: uvicorn then closes every tab (and so its session) and returns."""
+    # uvicorn raises the signal that stopped it again once it has shut down; by then nothing is left to do.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda *_: None)
     print(f"parley web: open http://{settings.host}:{settings.port}/ in a browser "
           f"(the gRPC server is {settings.address})", flush=True)
     uvicorn.Server(uvicorn_config(settings, log_level=log_level)).run()
