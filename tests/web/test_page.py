@@ -80,6 +80,20 @@ async def test_talk_to_the_agent_in_the_browser(web: str, stub, tmp_path: Path) 
         reply = (await stub.Get(pb.GetRequest(session=name), metadata=AUTH)).session.utterances[-1]
         assert reply.heard_text and reply.text.startswith(reply.heard_text) and reply.heard_text != reply.text
 
+        # Say speaks a text; background audio plays and stops with its button
+        await page.evaluate("document.getElementById('say-text').value = 'Sure, just a moment.'")
+        await page.click("#say")
+        await page.wait_for("[...document.querySelectorAll('#transcript li.agent')].some(li => "
+                            "li.firstChild.textContent === 'Sure, just a moment.' && li.dataset.state === 'played')",
+                            20, "the Say to be played")
+        await page.click("#background")
+        await page.wait_for("document.getElementById('background').getAttribute('aria-pressed') === 'true'", 10,
+                            "the background button to be on")
+        await page.wait_for("parley.agentPeak() > 0.005", 10, "the background audio to be audible")
+        await page.click("#background")
+        await page.wait_for("document.getElementById('background').getAttribute('aria-pressed') === 'false'", 10,
+                            "the background button to be off")
+
         # the tab goes: its session closes
         await page.close()
         assert (await wait_closed(stub, name)).close_reason == "browser tab closed"
