@@ -46,7 +46,7 @@ def shape(line: str) -> str:
     line = re.sub(r"\d+(\.\d+)? (ms|s)\b", r"N \2", line)
     line = re.sub(r"^wrote \S+:", "wrote FILE:", line)
     if re.match(r"event (agent_text|utterance_updated \S+ reply|transcript interim)", line):
-        line = re.sub(r"'.*'$", "'…'", line)  # the model's answer and the interim guesses vary
+        line = re.sub(r"(['\"]).*\1$", "'…'", line)  # the model's answer and the interim guesses vary
     return line
 
 

@@ -65,6 +65,10 @@ class Tab:
         ended = asyncio.create_task(self._ended.wait())
         try:
             await asyncio.wait((receiving, ended), return_when=asyncio.FIRST_COMPLETED)
+            if receiving.done() and not receiving.cancelled():
+                failure = receiving.exception()
+                if failure is not None and not isinstance(failure, GONE):
+                    log.error("tab failed", exc_info=failure, extra={"session": self.session})
         finally:
             for task in (receiving, ended):
                 task.cancel()
