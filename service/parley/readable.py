@@ -30,6 +30,8 @@ def _utterance(u: session_pb2.Utterance) -> str:
             f"{short(session_pb2.UtteranceState, u.state)} {u.text!r}")
     if u.state == session_pb2.UTTERANCE_STATE_INTERRUPTED:
         text += f" heard {u.heard_text!r}"
+    if u.end_reason:
+        text += f" ({u.end_reason})"
     if u.error:
         text += f" error {u.error!r}"
     return text

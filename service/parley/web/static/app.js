@@ -346,7 +346,9 @@ function showUtterance(utterance) {
   item.firstChild.textContent = utterance.text || '…';
   const badge = item.querySelector('.badge');
   badge.className = `badge ${state}`;
-  badge.textContent = state === 'interrupted' ? `interrupted; heard: “${utterance.heard_text || ''}”` : state;
+  const why = utterance.end_reason ? ` (${utterance.end_reason.toLowerCase().replaceAll('_', ' ')})` : '';
+  badge.textContent = state === 'interrupted' ? `interrupted${why}; heard: “${utterance.heard_text || ''}”`
+    : `${state}${why}`;
 }
 
 function addTurn(who, text, utteranceId) {
