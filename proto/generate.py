@@ -2,6 +2,10 @@
 
 Run by `make proto` and by the wheel build (setup.py), so both produce the same
 files. The generated package is `parley.v1`; it is never edited by hand.
+
+Besides the stubs it writes `contract.binpb`, the contract's descriptors with
+their comments (source info), which server reflection serves so that
+`grpcurl describe` shows the documentation.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = ROOT / "service"
+DESCRIPTOR_SET = OUT_DIR / "parley" / "v1" / "contract.binpb"
 
 
 def generate() -> None:
@@ -20,6 +25,7 @@ def generate() -> None:
 
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "parley").rglob("*.proto"))
     well_known = Path(grpc_tools.__file__).parent / "_proto"
+    DESCRIPTOR_SET.parent.mkdir(parents=True, exist_ok=True)
     args = [
         "protoc",
         f"-I{PROTO_DIR}",
@@ -27,6 +33,9 @@ def generate() -> None:
         f"--python_out={OUT_DIR}",
         f"--pyi_out={OUT_DIR}",
         f"--grpc_python_out={OUT_DIR}",
+        f"--descriptor_set_out={DESCRIPTOR_SET}",
+        "--include_source_info",
+        "--include_imports",
         *protos,
     ]
     if protoc.main(args) != 0:

@@ -7,6 +7,7 @@
 // the agent audio it received to a WAV file.
 //
 //   node examples/node/client.js --wav examples/audio/question.wav --out reply.wav
+//   node examples/node/client.js --help
 //
 // Event lines look like `event <sequence> <kind> <details>`, where kind is
 // the name of the field set in SessionEvent's `event` oneof.
@@ -51,10 +52,22 @@ function describe(event) {
   } else if (kind === 'utterance_updated') {
     const u = body.utterance;
     detail = `${u.id} ${short(u.source, 'UTTERANCE_SOURCE_')} ${short(u.state, 'UTTERANCE_STATE_')} ${JSON.stringify(u.text)}`;
+  } else if (kind === 'agent_text') {
+    detail = `${body.utterance_id} ${JSON.stringify(body.text)}`;
+  } else if (kind === 'tool_call_requested' || kind === 'tool_call_completed') {
+    detail = `${body.call.name}(${body.call.arguments_json}) id ${body.call.id}`;
+  } else if (kind === 'clear_audio') {
+    detail = `drop buffered audio of ${body.utterance_id}`;
+  } else if (kind === 'interruption') {
+    detail = `${short(body.kind, 'INTERRUPTION_KIND_')} ${body.utterance_id}`;
+  } else if (kind === 'metrics_updated') {
+    detail = `end to end ${Math.round(body.turn.e2e_latency_ms)} ms`;
+  } else if (kind === 'warning') {
+    detail = `${body.reason}: ${body.message}`;
   } else if (kind === 'session_closed') {
     detail = JSON.stringify(body.reason);
-  } else {
-    detail = JSON.stringify(body);
+  } else { // wake_up, frames_dropped: their fields as name=value
+    detail = Object.entries(body).map(([name, value]) => `${name}=${value}`).join(' ');
   }
   return `event ${event.sequence} ${kind} ${detail}`;
 }
@@ -111,17 +124,39 @@ const unary = (client, method, request) => new Promise((resolve, reject) => {
   client[method](request, auth(), (error, response) => (error ? reject(error) : resolve(response)));
 });
 
+const USAGE = `usage: node examples/node/client.js --wav FILE [options]
+
+Starts a Parley session, streams FILE as the caller's voice in real time,
+prints the session's events, waits for the agent's reply, says a long
+sentence and interrupts it, closes the session, writes the agent's audio.
+
+options:
+  --wav FILE       the caller's audio: a 16-bit PCM WAV, 8..48 kHz (required)
+  --out FILE       where to write the agent's audio (default reply.wav)
+  --address HOST:PORT
+                   the server (env PARLEY_ADDRESS; default 127.0.0.1:50051)
+  --timeout S      seconds to wait for the reply (default 60)
+  --proto DIR      where the .proto files are (default: this repository's proto/)
+  -h, --help       show this help and exit
+
+With authentication on, the bearer token is read from PARLEY_TOKEN.`;
+
 async function main() {
   const { values: args } = parseArgs({
     options: {
-      address: { type: 'string', default: '127.0.0.1:50051' },
+      address: { type: 'string', default: process.env.PARLEY_ADDRESS || '127.0.0.1:50051' },
       wav: { type: 'string' },
       out: { type: 'string', default: 'reply.wav' },
       timeout: { type: 'string', default: '60' },
       proto: { type: 'string', default: path.join(__dirname, '..', '..', 'proto') },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
-  if (!args.wav) throw new Error('--wav is required: the caller\'s audio, a 16-bit PCM WAV, 8..48 kHz');
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!args.wav) throw new Error(`--wav is required\n\n${USAGE}`);
   const timeoutMs = Number(args.timeout) * 1000;
   const input = readWav(args.wav);
 

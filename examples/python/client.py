@@ -22,7 +22,6 @@ import time
 import wave
 
 import grpc
-from google.protobuf import text_format
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -40,6 +39,7 @@ def short(enum, value: int) -> str:  # type: ignore[no-untyped-def]
 
 
 def describe(event: events_pb2.SessionEvent) -> str:
+    """`event <sequence> <kind> <details>`, the details in plain words."""
     kind = event.WhichOneof("event")
     body = getattr(event, kind)
     if kind in ("agent_state_changed", "user_state_changed"):
@@ -51,10 +51,22 @@ def describe(event: events_pb2.SessionEvent) -> str:
         u = body.utterance
         detail = (f"{u.id} {short(session_pb2.UtteranceSource, u.source)} "
                   f"{short(session_pb2.UtteranceState, u.state)} {u.text!r}")
+    elif kind == "agent_text":
+        detail = f"{body.utterance_id} {body.text!r}"
+    elif kind in ("tool_call_requested", "tool_call_completed"):
+        detail = f"{body.call.name}({body.call.arguments_json}) id {body.call.id}"
+    elif kind == "clear_audio":
+        detail = f"drop buffered audio of {body.utterance_id}"
+    elif kind == "interruption":
+        detail = f"{short(events_pb2.InterruptionKind, body.kind)} {body.utterance_id}"
+    elif kind == "metrics_updated":
+        detail = f"end to end {body.turn.e2e_latency_ms:.0f} ms"
+    elif kind == "warning":
+        detail = f"{body.reason}: {body.message}"
     elif kind == "session_closed":
         detail = repr(body.reason)
-    else:
-        detail = text_format.MessageToString(body, as_one_line=True)
+    else:  # wake_up, frames_dropped: their fields as name=value
+        detail = " ".join(f"{f.name}={v}" for f, v in body.ListFields())
     return f"event {event.sequence} {kind} {detail}"
 
 
@@ -166,7 +178,8 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--address", default=os.environ.get("PARLEY_ADDRESS", "127.0.0.1:50051"),
+                        help="host:port of the server (env PARLEY_ADDRESS; default 127.0.0.1:50051)")
     parser.add_argument("--wav", required=True, help="the caller's audio: a 16-bit PCM WAV, 8..48 kHz")
     parser.add_argument("--out", default="reply.wav", help="where to write the agent's audio")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the reply")

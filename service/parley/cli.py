@@ -1,4 +1,4 @@
-"""The `parley` command: serve, talk, health."""
+"""The `parley` command: serve, talk, health, web."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import argparse
 import asyncio
 import os
 import sys
+from importlib.metadata import version
 
 from parley import logs
 from parley.settings import ServerSettings
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+def _address_help(what: str) -> str:
+    return f"host:port of the Parley server {what} (env PARLEY_ADDRESS; default {DEFAULT_ADDRESS})"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,11 +36,22 @@ def _health(args: argparse.Namespace) -> int:
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
         except grpc.RpcError as exc:
-            print(f"{args.address}: {exc.code().name} {exc.details()}")
+            print(f"{args.address}: {exc.code().name} {exc.details()}", file=sys.stderr)
             return 2
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def _web(args: argparse.Namespace) -> int:
+    from parley.web.serve import serve
+    from parley.web.settings import WebSettings
+
+    settings = WebSettings(address=args.address, token=args.token, host=args.host, port=args.port,
+                           allowed_origins=tuple(args.allow_origin))
+    logs.configure(args.log_level)
+    serve(settings, args.log_level)
+    return 0
 
 
 def _talk(args: argparse.Namespace) -> int:
@@ -51,10 +69,14 @@ def _talk(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # unreadable input file, bad format
         print(str(exc), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the session was closed on the way out
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Voice-agent session service over gRPC")
+    parser.add_argument("--version", action="version", version=f"parley {version('parley')}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server (flags override PARLEY_* environment variables)")
     ServerSettings.add_arguments(serve)
@@ -66,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     talk.add_argument("--wav", required=True, help="the caller's audio (WAV/FLAC/OGG, mono or stereo, 8..48 kHz)")
     talk.add_argument("--out", default="reply.wav", help="where to write the agent's audio (16-bit WAV)")
-    talk.add_argument("--address", default="127.0.0.1:50051")
+    talk.add_argument("--address", default=os.environ.get("PARLEY_ADDRESS", DEFAULT_ADDRESS),
+                      help=_address_help("to talk to"))
     talk.add_argument("--token", default=os.environ.get("PARLEY_TOKEN", ""),
                       help="bearer token when the server has authentication on (env PARLEY_TOKEN)")
     talk.add_argument("--session", default="", help="talk to this session (left open) instead of starting one")
@@ -77,11 +100,34 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--timeout", type=float, default=60.0,
                       help="seconds to wait for the reply once the file was sent")
     talk.set_defaults(run=_talk)
-    health = commands.add_parser("health", help="check a server's health; exit 0 when SERVING")
-    health.add_argument("--address", default="127.0.0.1:50051")
+    health = commands.add_parser(
+        "health", help="check a server's health; exit 0 when SERVING",
+        description="Ask a server's grpc.health.v1 service; prints the status (errors go to stderr). "
+                    "Exits 0 when SERVING, 1 when not, 2 when the server cannot be asked.",
+    )
+    health.add_argument("--address", default=os.environ.get("PARLEY_ADDRESS", DEFAULT_ADDRESS),
+                        help=_address_help("to check"))
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
-    health.add_argument("--timeout", type=float, default=5.0)
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
     health.set_defaults(run=_health)
+    web = commands.add_parser(
+        "web", help="serve a page that talks to an agent in the browser (microphone, speaker, events)",
+        description="Serve a web page and its WebSocket bridge on one port. The bridge is a gRPC client of "
+                    "the Parley server at --address (same contract, same token); each browser tab is one "
+                    "session, closed when the tab goes. Whoever can open the page acts with the token.",
+    )
+    web.add_argument("--address", default=os.environ.get("PARLEY_ADDRESS", DEFAULT_ADDRESS),
+                     help=_address_help("the page talks to"))
+    web.add_argument("--token", default=os.environ.get("PARLEY_TOKEN", ""),
+                     help="bearer token when the server has authentication on (env PARLEY_TOKEN)")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="where to serve the page (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=int, default=8080, help="port of the page and its WebSocket (default 8080)")
+    web.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                     help="another origin whose pages may open the WebSocket (repeatable; the page's own always may)")
+    web.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="log level (JSON lines on stderr)")
+    web.set_defaults(run=_web)
     return parser
 
 

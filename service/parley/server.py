@@ -16,6 +16,7 @@ from parley.api.servicer import AgentSessionServicer
 from parley.api.tls import server_credentials
 from parley.providers.registry import warm_up_defaults
 from parley.providers.workers import Workers
+from parley.reflection import DocumentedPool
 from parley.sessions.registry import RegistryLimits, SessionRegistry
 from parley.sessions.session import SessionLimits
 from parley.settings import ServerSettings
@@ -76,7 +77,8 @@ class ParleyServer:
             AgentSessionServicer(self.registry), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
+                                            pool=DocumentedPool())
         address = f"{s.host}:{s.port}"
         if self._credentials is None:
             self.port = server.add_insecure_port(address)

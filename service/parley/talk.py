@@ -9,7 +9,6 @@ agent's reply to play out, and writes the recording to a WAV.
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from typing import TextIO
 import grpc
 import numpy as np
 import soundfile
-from google.protobuf import text_format
 
+from parley.readable import line, short
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
-from parley.v1 import audio_pb2, events_pb2, session_pb2
+from parley.v1 import audio_pb2, session_pb2
 
 CHUNK_MS = 20
 FINAL_STATES = (session_pb2.UTTERANCE_STATE_PLAYED, session_pb2.UTTERANCE_STATE_INTERRUPTED,
@@ -43,32 +42,6 @@ class TalkOptions:
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
-
-
-def short(enum, value: int) -> str:  # type: ignore[no-untyped-def]
-    """AGENT_STATE_IDLE -> idle."""
-    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.DESCRIPTOR.name).upper() + "_"
-    return enum.Name(value).removeprefix(prefix).lower()
-
-
-def describe(event: events_pb2.SessionEvent) -> str:
-    """One line per event: `event <sequence> <kind> <details>`."""
-    kind = event.WhichOneof("event")
-    body = getattr(event, kind)
-    if kind in ("agent_state_changed", "user_state_changed"):
-        enum = session_pb2.AgentState if kind == "agent_state_changed" else session_pb2.UserState
-        detail = f"{short(enum, body.old_state)} -> {short(enum, body.new_state)}"
-    elif kind == "transcript":
-        detail = f"{'final' if body.is_final else 'interim'} {body.text!r}"
-    elif kind == "utterance_updated":
-        u = body.utterance
-        detail = (f"{u.id} {short(session_pb2.UtteranceSource, u.source)} "
-                  f"{short(session_pb2.UtteranceState, u.state)} {u.text!r}")
-    elif kind == "session_closed":
-        detail = repr(body.reason)
-    else:
-        detail = text_format.MessageToString(body, as_one_line=True)
-    return f"event {event.sequence} {kind} {detail}"
 
 
 @dataclass
@@ -133,85 +106,107 @@ def read_input(path: str) -> tuple[np.ndarray, int]:
 
 
 async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_err: TextIO = sys.stderr) -> int:
-    """Run one conversation; 0 when a reply played, 1 when it did not (or failed)."""
+    """Run one conversation; 0 when a reply played, 1 when it did not (or failed).
+
+    A session it started is closed on every way out: done, an error, Ctrl-C (cancellation).
+    """
     pcm, rate = read_input(options.wav)
-    channels = pcm.shape[1]
     async with grpc.aio.insecure_channel(options.address) as channel:
         stub = pb_grpc.AgentSessionServiceStub(channel)
         if options.session:
             session = (await stub.Get(pb.GetRequest(session=options.session), metadata=options.metadata)).session
-        else:
-            config = session_pb2.SessionConfig(instructions=options.instructions)
-            session = (await stub.Start(pb.StartRequest(config=config), metadata=options.metadata)).session
-        out_rate = options.rate or session.config.output_format.sample_rate_hz
-        progress = Progress(len(pcm) / rate, out_rate)
-        display = Display(progress, display_out, display_err)
-        display.event(f"session {session.name} (you: {rate} Hz x{channels}, agent: {out_rate} Hz)")
-
-        call = stub.StreamAudio(metadata=options.metadata)
-        await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
-            session=session.name,
-            input_format=audio_pb2.AudioFormat(sample_rate_hz=rate, channels=channels),
-            output_format=audio_pb2.AudioFormat(sample_rate_hz=out_rate),
-        )))
-        recorded: list[bytes] = []
-        changed = asyncio.Event()
-
-        async def receive() -> None:
-            async for response in call:
-                if response.WhichOneof("message") == "audio":
-                    recorded.append(response.audio.pcm)
-                    progress.received_samples += len(response.audio.pcm) // 2
-                    display.refresh()
-                    continue
-                event = response.event
-                kind = event.WhichOneof("event")
-                if kind == "agent_state_changed":
-                    progress.agent = short(session_pb2.AgentState, event.agent_state_changed.new_state)
-                elif kind == "user_state_changed":
-                    progress.user = short(session_pb2.UserState, event.user_state_changed.new_state)
-                elif kind == "utterance_updated":
-                    u = event.utterance_updated.utterance
-                    progress.utterances[u.id] = u.state
-                    if u.source == session_pb2.UTTERANCE_SOURCE_REPLY:
-                        progress.reply_states[u.id] = u.state
-                display.event(describe(event))
-                changed.set()
-
-        async def send() -> None:
-            """The file in 20 ms chunks at real-time pace, then silence: the line stays open."""
-            step = rate * CHUNK_MS // 1000
-            silence = np.zeros((step, channels), dtype="<i2").tobytes()
-            start = time.monotonic()
-            n = 0
-            while True:
-                chunk = pcm[n * step:(n + 1) * step]
-                await call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(
-                    pcm=chunk.astype("<i2").tobytes() if len(chunk) else silence)))
-                n += 1
-                progress.sent_seconds = min(n * step, len(pcm)) / rate
-                await asyncio.sleep(max(0.0, start + n * CHUNK_MS / 1000 - time.monotonic()))
-
-        receiver = asyncio.create_task(receive())
-        sender = asyncio.create_task(send())
-        deadline = time.monotonic() + progress.input_seconds + options.timeout
+            return await _converse(stub, session, pcm, rate, options, display_out, display_err)
+        config = session_pb2.SessionConfig(instructions=options.instructions)
+        session = (await stub.Start(pb.StartRequest(config=config), metadata=options.metadata)).session
+        reason = "talk failed"
         try:
-            while not (progress.sent_seconds >= progress.input_seconds and progress.replied()):
-                if receiver.done():
-                    receiver.result()  # raises the stream's error, if any
-                    break
-                changed.clear()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:  # re-checked at least twice a second: the file may have been sent meanwhile
-                    await asyncio.wait_for(changed.wait(), min(remaining, 0.5))
-                except TimeoutError:
-                    pass
+            played = await _converse(stub, session, pcm, rate, options, display_out, display_err)
+            reason = "talk done"
+            return played
+        except asyncio.CancelledError:
+            reason = "talk interrupted"
+            raise
         finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            if reason != "talk done":  # the conversation closes it itself when all went well
+                await _close_quietly(stub, session.name, reason, options)
 
+
+async def _close_quietly(stub: pb_grpc.AgentSessionServiceStub, name: str, reason: str, options: TalkOptions) -> None:
+    """Close on the way out of an error: bounded, and never hiding the error that brought us here."""
+    try:
+        await stub.Close(pb.CloseRequest(session=name, reason=reason), metadata=options.metadata, timeout=5)
+    except grpc.aio.AioRpcError as exc:
+        print(f"could not close {name}: {exc.code().name} {exc.details()}", file=sys.stderr)
+
+
+async def _converse(stub: pb_grpc.AgentSessionServiceStub, session: session_pb2.Session, pcm: np.ndarray, rate: int,
+                    options: TalkOptions, display_out: TextIO, display_err: TextIO) -> int:
+    channels = pcm.shape[1]
+    out_rate = options.rate or session.config.output_format.sample_rate_hz
+    progress = Progress(len(pcm) / rate, out_rate)
+    display = Display(progress, display_out, display_err)
+    display.event(f"session {session.name} (you: {rate} Hz x{channels}, agent: {out_rate} Hz)")
+
+    call = stub.StreamAudio(metadata=options.metadata)
+    await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
+        session=session.name,
+        input_format=audio_pb2.AudioFormat(sample_rate_hz=rate, channels=channels),
+        output_format=audio_pb2.AudioFormat(sample_rate_hz=out_rate),
+    )))
+    recorded: list[bytes] = []
+    changed = asyncio.Event()
+
+    async def receive() -> None:
+        async for response in call:
+            if response.WhichOneof("message") == "audio":
+                recorded.append(response.audio.pcm)
+                progress.received_samples += len(response.audio.pcm) // 2
+                display.refresh()
+                continue
+            event = response.event
+            kind = event.WhichOneof("event")
+            if kind == "agent_state_changed":
+                progress.agent = short(session_pb2.AgentState, event.agent_state_changed.new_state)
+            elif kind == "user_state_changed":
+                progress.user = short(session_pb2.UserState, event.user_state_changed.new_state)
+            elif kind == "utterance_updated":
+                u = event.utterance_updated.utterance
+                progress.utterances[u.id] = u.state
+                if u.source == session_pb2.UTTERANCE_SOURCE_REPLY:
+                    progress.reply_states[u.id] = u.state
+            display.event(line(event))
+            changed.set()
+
+    async def send() -> None:
+        """The file in 20 ms chunks at real-time pace, then silence: the line stays open."""
+        step = rate * CHUNK_MS // 1000
+        silence = np.zeros((step, channels), dtype="<i2").tobytes()
+        start = time.monotonic()
+        n = 0
+        while True:
+            chunk = pcm[n * step:(n + 1) * step]
+            await call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(
+                pcm=chunk.astype("<i2").tobytes() if len(chunk) else silence)))
+            n += 1
+            progress.sent_seconds = min(n * step, len(pcm)) / rate
+            await asyncio.sleep(max(0.0, start + n * CHUNK_MS / 1000 - time.monotonic()))
+
+    receiver = asyncio.create_task(receive())
+    sender = asyncio.create_task(send())
+    deadline = time.monotonic() + progress.input_seconds + options.timeout
+    try:
+        while not (progress.sent_seconds >= progress.input_seconds and progress.replied()):
+            if receiver.done():
+                receiver.result()  # raises the stream's error, if any
+                break
+            changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:  # re-checked at least twice a second: the file may have been sent meanwhile
+                await asyncio.wait_for(changed.wait(), min(remaining, 0.5))
+            except TimeoutError:
+                pass
         if options.session:
             call.cancel()  # leave the session open for its owner
         else:
@@ -219,6 +214,11 @@ async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_e
                                         metadata=options.metadata)).session
             display.event(f"closed {closed.name}: {closed.close_reason!r}")
         await asyncio.gather(receiver, return_exceptions=True)
+    finally:
+        sender.cancel()
+        receiver.cancel()
+        call.cancel()
+        await asyncio.gather(sender, receiver, return_exceptions=True)
         display.done()
 
     audio = np.frombuffer(b"".join(recorded), dtype="<i2")

@@ -73,6 +73,13 @@ def event_lines(stdout: str) -> list[Line]:
     return lines
 
 
+def assert_readable(lines: list[Line], kinds: set[str]) -> None:
+    """Event details in plain words: no protobuf text format (`field: value`, `name { ... }`); `kinds` were seen."""
+    assert kinds <= {line.kind for line in lines}, [line.kind for line in lines]
+    protobuf_text = re.compile(r"\b[a-z_]+: [\"\d{]|\w \{ ")
+    assert not [line for line in lines if protobuf_text.search(line.detail)], lines
+
+
 def first(lines: list[Line], kind: str, pattern: str) -> int:
     """Position of the first line of `kind` whose details match `pattern`."""
     for i, line in enumerate(lines):

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.examples.conftest import BIN, EXAMPLES, QUESTION, event_lines, first, loudest_rms, read_wav, run
+from tests.examples.conftest import (
+    BIN,
+    EXAMPLES,
+    QUESTION,
+    assert_readable,
+    event_lines,
+    first,
+    loudest_rms,
+    read_wav,
+    run,
+)
 
 NODE_MODULES = EXAMPLES / "node" / "node_modules"
 
@@ -36,17 +47,19 @@ def check_conversation(stdout: str, out: Path, *, state_kind: str, transcript_ki
 
 def test_python_stub_client(address: str, tmp_path: Path) -> None:
     out = tmp_path / "reply.wav"
-    done = run([BIN / "python", EXAMPLES / "python" / "client.py", "--address", address, "--wav", QUESTION,
-                "--out", out])
+    done = run([BIN / "python", EXAMPLES / "python" / "client.py", "--wav", QUESTION, "--out", out],
+               env={**os.environ, "PARLEY_ADDRESS": address})  # the address as the grpcurl scripts take it
     check_conversation(done.stdout, out, state_kind="user_state_changed", transcript_kind="transcript",
                        utterance_kind="utterance_updated", closed_kind="session_closed")
+    assert_readable(event_lines(done.stdout), {"agent_text", "metrics_updated"})
 
 
 def test_node_client(address: str, tmp_path: Path) -> None:
     if not NODE_MODULES.is_dir():
         pytest.fail(f"{NODE_MODULES} is missing: run `make setup` (it runs npm ci there)")
     out = tmp_path / "reply.wav"
-    done = run(["node", EXAMPLES / "node" / "client.js", "--address", address, "--wav", QUESTION, "--out", out])
+    done = run(["node", EXAMPLES / "node" / "client.js", "--wav", QUESTION, "--out", out],
+               env={**os.environ, "PARLEY_ADDRESS": address})
     check_conversation(done.stdout, out, state_kind="user_state_changed", transcript_kind="transcript",
                        utterance_kind="utterance_updated", closed_kind="session_closed")
 
@@ -57,3 +70,10 @@ def test_embedding_example(tmp_path: Path) -> None:
     done = run([BIN / "python", EXAMPLES / "python" / "embed.py", "--wav", QUESTION, "--out", out])
     check_conversation(done.stdout, out, state_kind="UserStateChanged", transcript_kind="TranscriptEvent",
                        utterance_kind="UtteranceUpdated", closed_kind="SessionClosed")
+
+
+def test_node_client_help() -> None:
+    done = run(["node", EXAMPLES / "node" / "client.js", "--help"])
+    assert done.stdout.startswith("usage: node examples/node/client.js --wav FILE")
+    assert "PARLEY_ADDRESS" in done.stdout and "PARLEY_TOKEN" in done.stdout
+

@@ -32,6 +32,9 @@ def test_tour(address: str) -> None:
     assert "parley.v1.AgentSessionService.StreamAudio" in sections["list services and methods"]
     assert "rpc WaitUtterance ( .parley.v1.WaitUtteranceRequest )" in sections["describe the session service"]
     assert "string text = 2;" in sections["describe SayRequest"]
+    # the contract's comments come with it (reflection serves the descriptors with source info)
+    assert "// Speaks a text. Returns the utterance handle at once." in sections["describe the session service"]
+    assert "// Text to speak (non-empty, within the server's text limit)." in sections["describe SayRequest"]
 
     session = json.loads(sections["Start a session"])["session"]
     assert session["status"] == "SESSION_STATUS_ACTIVE" and session["name"].startswith("sessions/")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import re
+import signal
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import grpc
@@ -12,13 +16,26 @@ import numpy as np
 import soundfile
 
 from parley.audio.pcm import resample
+from parley.cli import build_parser
 from parley.providers import registry
 from parley.providers.workers import Workers
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 from tests.engine.test_spoken_turn import spoken
-from tests.examples.conftest import BIN, QUESTION, ROOT, TOKEN, event_lines, first, loudest_rms, read_wav, run
+from tests.examples.conftest import (
+    BIN,
+    QUESTION,
+    ROOT,
+    TOKEN,
+    assert_readable,
+    event_lines,
+    first,
+    loudest_rms,
+    read_wav,
+    run,
+)
+from tests.helpers import free_port
 
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
@@ -42,9 +59,11 @@ async def test_talk_records_a_reply_the_stt_understands(address: str, tmp_path: 
     soundfile.write(question, await spoken("What is the capital of France?", rate=22050), 22050, subtype="PCM_16")
     out = tmp_path / "reply.wav"
 
-    done = await asyncio.to_thread(run, [BIN / "parley", "talk", "--address", address, "--wav", question, "--out", out])
+    done = await asyncio.to_thread(run, [BIN / "parley", "talk", "--wav", question, "--out", out],
+                                   env={**os.environ, "PARLEY_ADDRESS": address})
 
     lines = event_lines(done.stdout)
+    assert_readable(lines, {"agent_text", "metrics_updated"})
     assert first(lines, "transcript", r"final '.*France") < first(lines, "utterance_updated", r" reply played ")
     assert lines[-1].kind == "session_closed"
     assert "reply played" in done.stdout
@@ -79,3 +98,74 @@ def test_talk_without_the_token_is_refused(address: str, tmp_path: Path) -> None
     assert done.returncode == 2
     assert "UNAUTHENTICATED" in done.stderr
     assert not (tmp_path / "never.wav").exists()
+
+
+async def start_talk(address: str, tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
+    """`parley talk` as a process, once it has started its session; the session's name."""
+    proc = await asyncio.create_subprocess_exec(
+        BIN / "parley", "talk", "--address", address, "--wav", QUESTION, "--out", tmp_path / "reply.wav",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PARLEY_TOKEN": TOKEN})
+    assert proc.stdout is not None
+    first_line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    match = re.match(r"session (sessions/\S+) ", first_line)
+    assert match, first_line
+    return proc, match.group(1)
+
+
+async def closed_session(stub: pb_grpc.AgentSessionServiceStub, name: str) -> session_pb2.Session:
+    session = (await stub.Get(pb.GetRequest(session=name), metadata=AUTH)).session
+    assert session.status == session_pb2.SESSION_STATUS_CLOSED, session_pb2.SessionStatus.Name(session.status)
+    return session
+
+
+async def test_talk_closes_its_session_on_ctrl_c(address: str, tmp_path: Path) -> None:
+    proc, name = await start_talk(address, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err
+    async with grpc.aio.insecure_channel(address) as channel:
+        session = await closed_session(pb_grpc.AgentSessionServiceStub(channel), name)
+    assert session.close_reason == "talk interrupted"
+
+
+async def test_talk_closes_its_session_when_its_stream_fails(address: str, tmp_path: Path) -> None:
+    """Another stream takes the session over: talk's stream ends ABORTED, talk exits 2 and closes the session."""
+    proc, name = await start_talk(address, tmp_path)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.AgentSessionServiceStub(channel)
+        intruder = stub.StreamAudio(metadata=AUTH)
+        await intruder.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name, take_over=True)))
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2, err
+        assert b"ABORTED" in err
+        session = await closed_session(stub, name)
+        assert session.close_reason == "talk failed"
+        intruder.cancel()
+
+
+def test_health_reads_the_address_from_the_environment(address: str) -> None:
+    done = run([BIN / "parley", "health"], env={**os.environ, "PARLEY_ADDRESS": address})
+    assert done.stdout.strip() == "SERVING"
+
+
+def test_health_reports_errors_on_stderr() -> None:
+    done = subprocess.run([str(BIN / "parley"), "health", "--address", f"127.0.0.1:{free_port()}", "--timeout", "2"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "UNAVAILABLE" in done.stderr
+
+
+def test_version() -> None:
+    done = run([BIN / "parley", "--version"])
+    assert done.stdout.strip() == f"parley {version('parley')}"
+
+
+def test_every_flag_of_talk_and_health_has_help() -> None:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("talk", "health"):
+        flags = [a for a in commands.choices[name]._actions if a.option_strings]
+        assert len(flags) > 2
+        assert [a.option_strings for a in flags if not a.help] == [], name

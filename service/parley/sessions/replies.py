@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.providers.base import LLM, TextDelta, Usage
+from parley.providers.markup import speakable
 from parley.sessions.tools import ToolOutcome
 from parley.telemetry import NO_REPLY_TRACE, ReplyTrace
 
@@ -23,7 +24,7 @@ FIRST_PIECE_WORDS = 5
 
 
 class SentenceBuffer:
-    """Collects streamed text and releases it in speakable pieces.
+    """Collects streamed text and releases it in speakable pieces (markup taken out).
 
     Pieces end at sentence ends. The first piece of a reply is released
     sooner, at the first clause mark or after `FIRST_PIECE_WORDS` words, so
@@ -42,7 +43,7 @@ class SentenceBuffer:
             end = self._piece_end()
             if end is None:
                 return pieces
-            piece, self._text = self._text[:end].strip(), self._text[end:]
+            piece, self._text = speakable(self._text[:end]), self._text[end:]
             if piece:
                 pieces.append(piece)
                 self._first = False
@@ -59,7 +60,7 @@ class SentenceBuffer:
         return None
 
     def flush(self) -> list[str]:
-        piece, self._text = self._text.strip(), ""
+        piece, self._text = speakable(self._text), ""
         return [piece] if piece else []
 
 
