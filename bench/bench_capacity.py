@@ -1,0 +1,183 @@
+"""Capacity: how many real-time calls one Parley process carries, next to the bare transport.
+
+For each N, in the same run: the bare grpc.aio echo (bench/echo_server.py)
+and then Parley, each in its own fresh process, loaded by the same client
+(bench/capacity_load.py, its own process): N callers, each on its own
+connection, audio both ways every 20 ms, the agent speaking, caller speech
+that the VAD, the recognizer and barge-in act on, background audio on a third
+of the sessions. Server CPU is read from /proc over the client's measuring
+window; CPU per session is compared with the echo's at the same N.
+
+Stand-in providers first (the engine's own cost), then the default
+providers (espeak, Whisper, WebRTC VAD, the local model). Then the memory of
+200 idle sessions. Writes bench/results/capacity.json and prints tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from common import free_port
+
+from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from parley.v1 import session_pb2
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "capacity.json"
+STAND_IN_STEPS = (25, 50, 75, 100, 125, 150)
+DEFAULT_STEPS = (1, 10, 25, 50, 75)
+SECONDS = 10.0
+TICKS = os.sysconf("SC_CLK_TCK")
+LATENESS_LIMIT_MS = 10.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def wait_ready(port: int, timeout: float = 120.0) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout)
+
+
+def start_parley(port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--max-sessions", "2000",
+         "--max-sessions-per-principal", "2000", "--log-level", "WARNING"],
+        stderr=subprocess.DEVNULL)
+
+
+def start_echo(port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), str(port)], stderr=subprocess.DEVNULL)
+
+
+async def load(server: subprocess.Popen, port: int, sessions: int, *, echo: bool, default: bool) -> dict:
+    """Run the load client against `server`; CPU of both over the measuring window."""
+    args = [sys.executable, str(HERE / "capacity_load.py"), "--target", f"127.0.0.1:{port}",
+            "--sessions", str(sessions), "--seconds", str(SECONDS)]
+    args += ["--echo"] if echo else []
+    args += ["--default-providers"] if default else []
+    client = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+    # The client's set-up (channels, Start calls) takes a moment; measure the steady state only.
+    await asyncio.sleep(2.0 + sessions * 0.01)
+    server_before, client_before, began = cpu_seconds(server.pid), cpu_seconds(client.pid), time.monotonic()
+    await asyncio.sleep(SECONDS - 3.0)
+    wall = time.monotonic() - began
+    server_cpu = (cpu_seconds(server.pid) - server_before) / wall
+    client_cpu = (cpu_seconds(client.pid) - client_before) / wall
+    rss = rss_kib(server.pid)
+    out, _ = await client.communicate()
+    result = json.loads(out)
+    result.update(server_cpu=server_cpu, client_cpu=client_cpu, server_rss_mib=rss / 1024)
+    return result
+
+
+async def step(sessions: int, default: bool) -> dict:
+    port = free_port()
+    echo_server = start_echo(port)
+    try:
+        await wait_ready(port)
+        echo = await load(echo_server, port, sessions, echo=True, default=default)
+    finally:
+        echo_server.terminate()
+        echo_server.wait(10)
+    port = free_port()
+    parley = start_parley(port)
+    try:
+        await wait_ready(port)
+        engine = await load(parley, port, sessions, echo=False, default=default)
+    finally:
+        parley.terminate()
+        parley.wait(10)
+    ratio = engine["server_cpu"] / echo["server_cpu"] if echo["server_cpu"] else float("nan")
+    return {"sessions": sessions, "echo": echo, "parley": engine, "cpu_per_session_vs_echo": ratio}
+
+
+async def idle_memory(count: int = 200) -> dict:
+    port = free_port()
+    parley = start_parley(port)
+    try:
+        await wait_ready(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.AgentSessionServiceStub(channel)
+            config = session_pb2.SessionConfig(providers=session_pb2.ProvidersConfig(
+                tts=session_pb2.ProviderSpec(name="tone"), stt=session_pb2.ProviderSpec(name="scripted"),
+                vad=session_pb2.ProviderSpec(name="energy"), llm=session_pb2.ProviderSpec(name="echo")))
+            for _ in range(20):  # warm every code path first, then measure the increment
+                await stub.Start(pb.StartRequest(config=config))
+            await asyncio.sleep(1.0)
+            before = rss_kib(parley.pid)
+            for _ in range(count):
+                await stub.Start(pb.StartRequest(config=config))
+            await asyncio.sleep(1.0)
+            after = rss_kib(parley.pid)
+    finally:
+        parley.terminate()
+        parley.wait(10)
+    return {"sessions": count, "rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
+            "kib_per_idle_session": (after - before) / count}
+
+
+def print_row(row: dict) -> None:
+    e, p = row["echo"], row["parley"]
+    say = p.get("say_to_first_frame_ms_p50")
+    print(f"  {row['sessions']:4d} | echo p99 {e['p99_ms']:6.1f} ms cpu {e['server_cpu'] * 100:4.0f}% | "
+          f"parley p50 {p['p50_ms']:6.1f} p99 {p['p99_ms']:7.1f} max {p['max_ms']:7.1f} ms "
+          f"dropped {p['frames_dropped']:5d} cpu {p['server_cpu'] * 100:4.0f}% "
+          f"x{row['cpu_per_session_vs_echo']:.2f} rss {p['server_rss_mib']:5.0f} MiB "
+          f"client {p['client_cpu'] * 100:3.0f}% speaking {p['speaking_share'] * 100:3.0f}% "
+          f"say->frame p50 {say if say is None else round(say)} p99 "
+          f"{p['say_to_first_frame_ms_p99'] if say is None else round(p['say_to_first_frame_ms_p99'])} ms"
+          + (f" errors {p['errors']}" if p["errors"] else ""), flush=True)
+
+
+async def series(steps: tuple[int, ...], default: bool) -> list[dict]:
+    rows = []
+    failing = 0
+    for sessions in steps:
+        row = await step(sessions, default)
+        rows.append(row)
+        print_row(row)
+        failing = failing + 1 if row["parley"]["p99_ms"] >= LATENESS_LIMIT_MS else 0
+        if failing == 2:
+            break
+    return rows
+
+
+async def main() -> None:
+    print("stand-in providers (the engine's own cost):", flush=True)
+    stand_ins = await series(STAND_IN_STEPS, default=False)
+    print("default providers (espeak, Whisper, WebRTC VAD, local model):", flush=True)
+    defaults = await series(DEFAULT_STEPS, default=True)
+    memory = await idle_memory()
+    print(f"idle sessions: {memory['kib_per_idle_session']:.0f} KiB each ({memory['sessions']} open, no stream)")
+
+    def best(rows: list[dict]) -> int:
+        return max((r["sessions"] for r in rows if r["parley"]["p99_ms"] < LATENESS_LIMIT_MS), default=0)
+
+    result = {"cores": os.cpu_count(), "seconds_per_step": SECONDS, "stand_in": stand_ins, "default": defaults,
+              "idle_memory": memory, "max_sessions_p99_under_10ms": {"stand_in": best(stand_ins),
+                                                                     "default": best(defaults)}}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(f"most sessions at p99 < {LATENESS_LIMIT_MS:g} ms: stand-ins {best(stand_ins)}, defaults {best(defaults)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,240 @@
+"""The capacity benchmark's load: N callers, each on its own connection, audio both ways every 20 ms.
+
+Each caller opens its own channel (its own TCP connection: a local
+subchannel pool, as separate client processes would have), starts a
+session, attaches StreamAudio (16 kHz mono in, 24 kHz mono out, 20 ms
+frames) and sends 20 ms of audio every 20 ms: speech-like bursts (tones the
+stand-in VAD hears as a voice, or real espeak speech for the default
+providers) and silence between them, so the VAD, the recognizer and barge-in
+all work. The backend side keeps the agent talking: a long Say, said again
+whenever it ends; every third session plays background audio. Against the
+bare echo (bench/echo_server.py) only the audio I/O runs.
+
+Frame lateness = arrival - (t0 + i x 20 ms) for frame i, the first second
+skipped, where t0 is the earliest that schedule allows (the smallest
+arrival - i x 20 ms seen): a late first frame hides nothing. Say -> first
+frame is timed only for a Say made while the agent was idle or listening
+(not one queued behind the session's own speech). Prints one JSON object on
+stdout.
+
+    python bench/capacity_load.py --target 127.0.0.1:50051 --sessions 50 --seconds 10 [--echo] [--default-providers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from parley.v1 import audio_pb2, session_pb2
+
+CHUNK = 320  # 20 ms at 16 kHz
+WARM_UP_FRAMES = 50
+STAND_INS = session_pb2.ProvidersConfig(
+    tts=session_pb2.ProviderSpec(name="tone"),
+    stt=session_pb2.ProviderSpec(name="scripted"),
+    vad=session_pb2.ProviderSpec(name="energy"),
+    llm=session_pb2.ProviderSpec(name="echo"),
+)
+SAY = ("Thank you for calling. Your order has shipped and should arrive on Thursday; "
+       "is there anything else I can help you with today?")
+VOICE_EVERY_S = 6.0  # one stretch of caller speech every six seconds
+
+
+async def caller_voice(default_providers: bool) -> np.ndarray:
+    """One stretch of the caller's voice at 16 kHz."""
+    if not default_providers:
+        t = np.arange(int(1.2 * 16000)) / 16000
+        return (8000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+    from parley.audio.pcm import resample
+    from parley.providers import registry
+    from parley.providers.workers import Workers
+
+    workers = Workers(1)
+    try:
+        tts = registry.build("tts", "espeak", {}, voice="en+f3", workers=workers)
+        pcm = np.concatenate([c async for c in tts.synthesize("Could you tell me when the store opens?")])
+        return resample(pcm, tts.sample_rate, 16000)
+    finally:
+        workers.close()
+
+
+@dataclass
+class Caller:
+    index: int
+    channel: grpc.aio.Channel
+    stub: pb_grpc.AgentSessionServiceStub
+    audio: list[bytes]  # the caller's 20 ms chunks over one VOICE_EVERY_S cycle
+    offset: int
+    name: str = ""
+    call: grpc.aio.StreamStreamCall | None = None
+    offsets: list[float] = field(default_factory=list)  # arrival - i x 20 ms, after the warm-up
+    agent_state: int = session_pb2.AGENT_STATE_IDLE
+    frames: int = 0
+    speech_frames: int = 0
+    gaps: int = 0
+    dropped_reported: int = 0
+    say_latency: list[float] = field(default_factory=list)
+    said_at: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def lateness(self) -> list[float]:
+        best = min(self.offsets, default=0.0)
+        return [(offset - best) * 1000 for offset in self.offsets]
+
+    def next_chunk(self, tick: int) -> bytes:
+        return self.audio[(tick + self.offset) % len(self.audio)]
+
+
+async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> None:
+    config = pb.StreamConfig(input_format=audio_pb2.AudioFormat(sample_rate_hz=16000),
+                             output_format=audio_pb2.AudioFormat(sample_rate_hz=24000))
+    if not echo:
+        session_config = session_pb2.SessionConfig(
+            providers=None if default_providers else STAND_INS,
+            instructions="You are a helpful voice assistant. Answer in one short sentence.")
+        caller.name = (await caller.stub.Start(pb.StartRequest(config=session_config))).session.name
+        config.session = caller.name
+        if caller.index % 3 == 0:
+            await caller.stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=caller.name))
+    caller.call = caller.stub.StreamAudio()
+    await caller.call.write(pb.StreamAudioRequest(config=config))
+
+
+async def say(caller: Caller, stop: asyncio.Event) -> None:
+    if stop.is_set():
+        return
+    idle = caller.agent_state in (session_pb2.AGENT_STATE_IDLE, session_pb2.AGENT_STATE_LISTENING)
+    started = time.monotonic()
+    try:
+        said = (await caller.stub.Say(pb.SayRequest(session=caller.name, text=SAY))).utterance
+    except grpc.aio.AioRpcError as exc:
+        if not stop.is_set():
+            caller.errors.append(f"Say: {exc.code().name}")
+        return
+    if idle:
+        caller.said_at[said.id] = started
+
+
+
+async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
+    assert caller.call is not None
+    n = 0
+    last_sequence = -1
+    try:
+        async for response in caller.call:
+            now = time.monotonic()
+            if response.WhichOneof("message") == "audio":
+                frame = response.audio
+                if last_sequence >= 0 and frame.sequence != last_sequence + 1:
+                    caller.gaps += frame.sequence - last_sequence - 1
+                last_sequence = frame.sequence
+                n = frame.sequence  # a dropped frame's slot still counts on the schedule
+                if n >= WARM_UP_FRAMES and not stop.is_set():
+                    caller.offsets.append(now - n * 0.02)
+                caller.frames += 1
+                if frame.utterance_id:
+                    caller.speech_frames += 1
+                    started = caller.said_at.pop(frame.utterance_id, None)
+                    if started is not None:
+                        caller.say_latency.append((now - started) * 1000)
+                continue
+            event = response.event
+            kind = event.WhichOneof("event")
+            if kind == "agent_state_changed":
+                caller.agent_state = event.agent_state_changed.new_state
+            elif kind == "frames_dropped":
+                caller.dropped_reported += event.frames_dropped.count
+            elif kind == "utterance_updated" and not stop.is_set():
+                u = event.utterance_updated.utterance
+                if u.source == session_pb2.UTTERANCE_SOURCE_SAY and u.state in (
+                        session_pb2.UTTERANCE_STATE_PLAYED, session_pb2.UTTERANCE_STATE_INTERRUPTED):
+                    asyncio.get_running_loop().call_later(0.3, lambda: asyncio.ensure_future(say(caller, stop)))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            caller.errors.append(f"{exc.code().name}: {exc.details()}")
+
+
+async def send(caller: Caller, stop: asyncio.Event) -> None:
+    """The caller's audio: a 20 ms chunk on an absolute 20 ms schedule."""
+    assert caller.call is not None
+    start = time.monotonic()
+    tick = 0
+    while not stop.is_set():
+        try:
+            await caller.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=caller.next_chunk(tick))))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            caller.errors.append(f"write: {exc}")
+            return
+        tick += 1
+        await asyncio.sleep(max(0.0, start + tick * 0.02 - time.monotonic()))
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    voice = await caller_voice(args.default_providers)
+    cycle = np.zeros(int(VOICE_EVERY_S * 16000), dtype=np.int16)
+    cycle[: len(voice)] = voice[: len(cycle)]
+    chunks = [cycle[i:i + CHUNK].astype("<i2").tobytes() for i in range(0, len(cycle), CHUNK)]
+    rng = random.Random(args.sessions)
+    callers = []
+    for i in range(args.sessions):
+        channel = grpc.aio.insecure_channel(args.target, options=[("grpc.use_local_subchannel_pool", 1)])
+        callers.append(Caller(i, channel, pb_grpc.AgentSessionServiceStub(channel), chunks,
+                              rng.randrange(len(chunks))))
+    await asyncio.gather(*(c.channel.channel_ready() for c in callers))
+    for caller in callers:
+        await start_caller(caller, args.echo, args.default_providers)
+    stop = asyncio.Event()
+    readers = [asyncio.create_task(read(c, stop, args.echo)) for c in callers]
+    senders = [asyncio.create_task(send(c, stop)) for c in callers]
+    if not args.echo:
+        await asyncio.gather(*(say(c, stop) for c in callers))
+    began = time.monotonic()
+    await asyncio.sleep(args.seconds)
+    stop.set()
+    measured = time.monotonic() - began
+    await asyncio.gather(*senders)
+    for caller in callers:
+        assert caller.call is not None
+        caller.call.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    if not args.echo:
+        await asyncio.gather(*(c.stub.Close(pb.CloseRequest(session=c.name)) for c in callers),
+                             return_exceptions=True)
+    await asyncio.gather(*(c.channel.close() for c in callers))
+    lateness = np.array([x for c in callers for x in c.lateness()] or [0.0])
+    say_latency = [x for c in callers for x in c.say_latency]
+    frames = sum(c.frames for c in callers)
+    return {
+        "sessions": args.sessions, "seconds": measured, "frames": frames,
+        "p50_ms": float(np.percentile(lateness, 50)), "p99_ms": float(np.percentile(lateness, 99)),
+        "max_ms": float(lateness.max()),
+        "frames_dropped": sum(c.gaps for c in callers), "drops_reported": sum(c.dropped_reported for c in callers),
+        "speaking_share": sum(c.speech_frames for c in callers) / max(1, frames),
+        "say_to_first_frame_ms_p50": float(np.percentile(say_latency, 50)) if say_latency else None,
+        "say_to_first_frame_ms_p99": float(np.percentile(say_latency, 99)) if say_latency else None,
+        "errors": sorted({e for c in callers for e in c.errors})[:5],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", required=True, help="host:port of the server")
+    parser.add_argument("--sessions", type=int, required=True, help="callers, each on its own connection")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to measure")
+    parser.add_argument("--echo", action="store_true", help="the target is the bare echo: audio I/O only")
+    parser.add_argument("--default-providers", action="store_true", help="real speech and the default providers")
+    print(json.dumps(asyncio.run(run(parser.parse_args()))), file=sys.stdout, flush=True)
+
+
+if __name__ == "__main__":
+    main()
