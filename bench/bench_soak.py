@@ -80,7 +80,7 @@ async def attach_detach(stub: pb_grpc.AgentSessionServiceStub, server: ParleySer
         await call.write(chunk)
         await call.read()  # a frame or an event: the stream is attached
         call.cancel()
-        while session.stream is not None:  # detached on the server
+        while session.port.stream is not None:  # detached on the server
             await asyncio.sleep(0.001)
     elapsed = time.perf_counter() - started
     await stub.Close(pb.CloseRequest(session=name))

@@ -18,7 +18,7 @@ from parley.providers.registry import warm_up_defaults
 from parley.providers.workers import Workers
 from parley.reflection import DocumentedPool
 from parley.sessions.registry import RegistryLimits, SessionRegistry
-from parley.sessions.session import SessionLimits
+from parley.sessions.session_types import SessionLimits
 from parley.settings import ServerSettings
 from parley.telemetry import Telemetry
 from parley.v1 import agent_session_service_pb2, agent_session_service_pb2_grpc

@@ -11,7 +11,7 @@ import pytest
 from parley.providers.workers import Workers
 from parley.sessions.config import ProviderChoice, ProvidersConfig, SessionConfig, ThinkingAudioConfig
 from parley.sessions.registry import SessionRegistry
-from parley.sessions.session import SessionHooks
+from parley.sessions.session_types import SessionHooks
 from parley.sessions.states import UtteranceState
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc

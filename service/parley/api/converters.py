@@ -12,7 +12,7 @@ from parley.sessions import config as cfg
 from parley.sessions import events as ev
 from parley.sessions.layers import LayerStatus
 from parley.sessions.metrics import SessionMetricsSnapshot, TurnMetricsSnapshot
-from parley.sessions.session import SessionSnapshot
+from parley.sessions.session_types import SessionSnapshot
 from parley.sessions.states import AgentState, UserState
 from parley.sessions.stream import StreamSpec
 from parley.sessions.utterance import UtteranceSnapshot

@@ -12,7 +12,8 @@ from parley.api.auth import current_principal
 from parley.api.status import maps_errors
 from parley.errors import InvalidArgument
 from parley.sessions.registry import SessionRegistry
-from parley.sessions.session import BusyPolicy, Session
+from parley.sessions.session import Session
+from parley.sessions.session_types import BusyPolicy
 from parley.sessions.stream import AttachedStream, OutFrame
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from parley.errors import ResourceExhausted
+from parley.sessions.clock import LOOP_CLOCK, Clock
 
 
 class TokenBucket:
@@ -14,17 +13,20 @@ class TokenBucket:
     the caller may retry after about 1/rate seconds.
     """
 
-    def __init__(self, rate: float, burst: int, limit: str = "max_requests_per_second") -> None:
+    def __init__(
+        self, rate: float, burst: int, limit: str = "max_requests_per_second", clock: Clock = LOOP_CLOCK
+    ) -> None:
         self._rate = rate
         self._burst = float(max(1, burst))
         self._tokens = self._burst
-        self._last = time.monotonic()
+        self._clock = clock
+        self._last = clock.now()
         self._limit = limit
 
     def take(self) -> None:
         if self._rate <= 0:
             return  # unlimited
-        now = time.monotonic()
+        now = self._clock.now()
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
         self._last = now
         if self._tokens < 1:

@@ -12,15 +12,17 @@ import dataclasses
 import logging
 import re
 import secrets
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from parley.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from parley.providers.workers import Workers
+from parley.sessions.clock import LOOP_CLOCK, Clock
 from parley.sessions.config import AgentAction, SessionConfig, validate
+from parley.sessions.frame_clock import FrameClock
 from parley.sessions.idempotency import RequestLog
-from parley.sessions.session import Session, SessionHooks, SessionLimits, SessionSnapshot
+from parley.sessions.session import Session
+from parley.sessions.session_types import SessionHooks, SessionLimits, SessionSnapshot
 from parley.sessions.utterance import UtteranceSnapshot
 from parley.telemetry import Telemetry, bind_call
 
@@ -87,9 +89,11 @@ class SessionRegistry:
     def __init__(
         self, limits: RegistryLimits = RegistryLimits(), *, workers: Workers | None = None,
         session_limits: SessionLimits = SessionLimits(),  # noqa: B008 - frozen: one shared default is safe
-        telemetry: Telemetry | None = None,
+        telemetry: Telemetry | None = None, clock: Clock = LOOP_CLOCK,
     ) -> None:
         self.limits = limits
+        self.clock = clock
+        self.frame_clock = FrameClock(clock=clock)  # one ticking task for every session's audio
         self.session_limits = session_limits
         self.workers = workers or Workers()
         self.telemetry = telemetry or Telemetry.off()
@@ -117,6 +121,7 @@ class SessionRegistry:
         await asyncio.gather(*(s.close(reason) for s in list(self._active.values())))
         for session in list(self._active.values()):
             self._retire(session)
+        await self.frame_clock.aclose()
 
     # -- sessions ----------------------------------------------------------
 
@@ -141,8 +146,10 @@ class SessionRegistry:
         session_id = secrets.token_hex(8)
         name = f"sessions/{session_id}"
         ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.idle_ttl_seconds
-        session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers, limits=self.session_limits,
-                          hooks=hooks, telemetry=self.telemetry)
+        self.frame_clock.start()
+        session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers,
+                          frame_clock=self.frame_clock, limits=self.session_limits, hooks=hooks,
+                          telemetry=self.telemetry, clock=self.clock)
         self._counter += 1
         self._order[name] = self._counter
         self._active[name] = session
@@ -224,7 +231,7 @@ class SessionRegistry:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(self.limits.reap_interval_seconds)
-            await self.reap(time.monotonic())
+            await self.reap(self.clock.now())
 
     async def reap(self, now: float) -> None:
         """Close sessions idle past their TTL, and retire those that closed themselves."""

@@ -48,7 +48,6 @@ class Outbox:
         self._error: ParleyError | None = None
         self._ended = False
         self.dropped_total = 0
-        self.dropped_pending = 0
 
     def put_frame(self, frame: OutFrame) -> None:
         if self._ended:
@@ -58,7 +57,6 @@ class Outbox:
             del self._items[oldest]
             self._frames -= 1
             self.dropped_total += 1
-            self.dropped_pending += 1
         self._items.append(frame)
         self._frames += 1
         self._ready.set()
@@ -103,16 +101,24 @@ class Outbox:
 
 
 class FrameAdapter:
-    """Turns the session's 20 ms mono frames into a stream's output format."""
+    """Turns the session's 20 ms mono frames into a stream's output format.
+
+    When the stream takes the session's own format (the usual case) a frame
+    passes through untouched: no resampling, no copy.
+    """
 
     def __init__(self, session_rate: int, output: AudioFormat) -> None:
         self._output = output
         self._resampler = StreamResampler(session_rate, output.sample_rate_hz)
         self._samples_per_frame = output.sample_rate_hz * output.frame_ms // 1000
         self._buffer = np.zeros(0, dtype=np.int16)
+        self.as_is = (session_rate == output.sample_rate_hz and output.channels == 1
+                      and self._samples_per_frame == session_rate // 50)
 
     def push(self, mono: np.ndarray) -> bytes | None:
         """Add one session frame; returns an output frame's bytes when one is complete."""
+        if self.as_is:
+            return mono.astype("<i2", copy=False).tobytes()
         mono = self._resampler.process(mono)
         self._buffer = np.concatenate((self._buffer, mono)) if len(self._buffer) else mono
         if len(self._buffer) < self._samples_per_frame:
@@ -130,8 +136,14 @@ class AttachedStream:
         self.spec = spec
         self.outbox = Outbox(frame_limit)
         self.adapter = FrameAdapter(session_rate, spec.output)
-        self.input_resampler = StreamResampler(spec.input_rate, listen_rate)  # caller audio -> the listener's rate
+        self._to_listener = (
+            None if spec.input_rate == listen_rate else StreamResampler(spec.input_rate, listen_rate)
+        )
         self.sequence = 0
+
+    def to_listener(self, mono: np.ndarray) -> np.ndarray:
+        """The caller's mono audio at the listener's rate (as is when it already is)."""
+        return mono if self._to_listener is None else self._to_listener.process(mono)
 
     def take_over(self) -> None:
         self.outbox.fail(Aborted("another stream took over this session", reason="STREAM_TAKEN_OVER"))

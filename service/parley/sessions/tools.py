@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from parley.chat import ToolCall
+from parley.chat import ToolCall, ToolSource, ToolSpec
 from parley.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from parley.mcp.toolbox import McpToolbox
+from parley.sessions import events as ev
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,30 @@ class ToolCalls:
         self._answered[call_id] = None
         while len(self._answered) > self._max_answered:
             self._answered.pop(next(iter(self._answered)))
+
+
+class ToolRunner:
+    """Runs the model's tool calls: a client tool waits for SubmitToolResult, an MCP tool is called here."""
+
+    def __init__(self, tools: list[ToolSpec], calls: ToolCalls, mcp: McpToolbox, bus: ev.EventBus,
+                 client_timeout: float) -> None:
+        self._tools = tools
+        self._calls = calls
+        self._mcp = mcp
+        self._bus = bus
+        self._client_timeout = client_timeout
+
+    async def __call__(self, call: ToolCall) -> ToolOutcome:
+        spec = next((t for t in self._tools if t.name == call.name), None)
+        mcp = spec is not None and spec.source is ToolSource.MCP
+        timeout = self._mcp.call_timeout(call.name) if mcp else self._client_timeout
+        self._bus.publish(ev.ToolCallRequested(call, timeout))
+        if spec is None:
+            outcome = ToolOutcome(f"error: unknown tool {call.name!r}", True)
+        elif mcp:
+            result = await self._mcp.call(call)
+            outcome = ToolOutcome(result.text, result.is_error)
+        else:
+            outcome = await self._calls.wait(call, timeout)
+        self._bus.publish(ev.ToolCallCompleted(call, outcome.result, outcome.is_error))
+        return outcome

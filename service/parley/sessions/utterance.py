@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections import deque
 from dataclasses import dataclass
 
+from parley.errors import InvalidArgument
 from parley.sessions.states import UtteranceSource, UtteranceState
 
 
@@ -84,3 +87,35 @@ class Utterance:
             interruptible=self.interruptible, played_ms=self.played_ms, error=self.error, end_reason=self.end_reason,
             create_time=self.create_time, start_time=self.start_time, end_time=self.end_time,
         )
+
+
+class UtteranceStore:
+    """A session's utterances: new ids, lookup by id, and the recent ones that Get shows.
+
+    Bounded: `recent` utterances are shown; lookups reach four times as far
+    back, older ones are forgotten.
+    """
+
+    def __init__(self, recent: int = 50) -> None:
+        self._ids = itertools.count(1)
+        self._by_id: dict[str, Utterance] = {}
+        self._recent: deque[Utterance] = deque(maxlen=recent)
+        self._keep = 4 * recent
+
+    def new(self, source: UtteranceSource, text: str, *, interruptible: bool, add_to_context: bool) -> Utterance:
+        utterance = Utterance(f"u{next(self._ids)}", source, text, interruptible=interruptible,
+                              add_to_context=add_to_context)
+        self._by_id[utterance.id] = utterance
+        self._recent.append(utterance)
+        while len(self._by_id) > self._keep:
+            self._by_id.pop(next(iter(self._by_id)))
+        return utterance
+
+    def get(self, utterance_id: str) -> Utterance:
+        found = self._by_id.get(utterance_id)
+        if found is None:
+            raise InvalidArgument("utterance_id", f"no utterance {utterance_id[:80]!r} in this session")
+        return found
+
+    def recent(self) -> tuple[UtteranceSnapshot, ...]:
+        return tuple(u.snapshot() for u in self._recent)

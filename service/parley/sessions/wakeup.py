@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+
+from parley.sessions.clock import Clock, Timer
 
 
 class WakeUpTimer:
@@ -15,10 +16,11 @@ class WakeUpTimer:
     cancels anything: the action it starts is ordinary speech.
     """
 
-    def __init__(self, after_seconds: float, fire: Callable[[float], None]) -> None:
+    def __init__(self, after_seconds: float, fire: Callable[[float], None], clock: Clock) -> None:
         self.after_seconds = after_seconds
         self._fire = fire
-        self._handle: asyncio.TimerHandle | None = None
+        self._clock = clock
+        self._handle: Timer | None = None
         self._idle = False
 
     def idle_changed(self, both_idle: bool) -> None:
@@ -27,7 +29,7 @@ class WakeUpTimer:
         self._idle = both_idle
         self.cancel()
         if both_idle:
-            self._handle = asyncio.get_running_loop().call_later(self.after_seconds, self._on_timer)
+            self._handle = self._clock.call_later(self.after_seconds, self._on_timer)
 
     def cancel(self) -> None:
         if self._handle is not None:
