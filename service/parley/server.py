@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,9 +19,8 @@ from parley.api.tls import server_credentials
 from parley.providers.registry import warm_up_defaults
 from parley.providers.workers import Workers
 from parley.reflection import DocumentedPool
-from parley.sessions.registry import RegistryLimits, SessionRegistry
-from parley.sessions.session import SessionLimits
-from parley.settings import ServerSettings
+from parley.sessions.registry import SessionRegistry
+from parley.settings import ServerSettings, StartupError
 from parley.telemetry import Telemetry
 from parley.v1 import agent_session_service_pb2, agent_session_service_pb2_grpc
 
@@ -37,16 +38,7 @@ class ParleyServer:
         self.telemetry = telemetry or Telemetry.from_settings(
             settings.otel_endpoint, settings.otel_protocol, settings.otel_service_name)
         self.registry = SessionRegistry(
-            RegistryLimits(
-                max_sessions=settings.max_sessions,
-                idle_ttl_seconds=settings.session_idle_ttl,
-                reap_interval_seconds=settings.reap_interval,
-                max_sessions_per_principal=settings.max_sessions_per_principal,
-            ),
-            workers=Workers(settings.provider_threads or None),
-            session_limits=session_limits(settings),
-            telemetry=self.telemetry,
-        )
+            settings.registry, workers=Workers(settings.provider_threads or None), telemetry=self.telemetry)
         self._drain = DrainInterceptor()
         self._tokens = load_tokens(settings)  # read (and checked) before anything binds
         self._credentials = server_credentials(settings)
@@ -65,6 +57,8 @@ class ParleyServer:
             ("grpc.keepalive_timeout_ms", int(s.keepalive_timeout * 1000)),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # off, a second server on the same port fails to bind instead of silently sharing its calls
+            ("grpc.so_reuseport", int(s.allow_reuse_port)),
         ]
         interceptors: list[grpc.aio.ServerInterceptor] = [self._drain]
         if self._tokens:
@@ -80,12 +74,18 @@ class ParleyServer:
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
                                             pool=DocumentedPool())
         address = f"{s.host}:{s.port}"
-        if self._credentials is None:
-            self.port = server.add_insecure_port(address)
-        else:
-            self.port = server.add_secure_port(address, self._credentials)
+        if s.port and not s.allow_reuse_port:
+            ensure_free(s.host, s.port, address)
+        try:
+            if self._credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, self._credentials)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise RuntimeError(f"cannot bind {s.host}:{s.port}")
+            await server.stop(None)
+            raise StartupError(f"cannot listen on {address}: the address is in use or not available here")
         await server.start()
         self._server = server
         self.registry.start_reaper()
@@ -123,16 +123,21 @@ class ParleyServer:
         await self._stopped.wait()
 
 
-def session_limits(settings: ServerSettings) -> SessionLimits:
-    s = settings
-    return SessionLimits(
-        max_text_chars=s.max_text_chars, max_queued_utterances=s.max_queued_utterances,
-        max_chunk_bytes=s.max_chunk_bytes, max_subscribers=s.max_subscribers, max_tools=s.max_tools,
-        stream_frame_buffer=s.stream_frame_buffer, requests_per_second=s.max_requests_per_second,
-        request_burst=s.request_burst, provider_stall_seconds=s.provider_stall_seconds, audio_dir=s.audio_dir,
-        max_layer_file_bytes=s.max_layer_file_bytes,
-        allow_mcp_stdio=s.allow_mcp_stdio,
-    )
+def ensure_free(host: str, port: int, address: str) -> None:
+    """StartupError when another socket listens on the address (checked before gRPC tries, and logs, the bind)."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {address}: {exc.strerror}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(f"cannot listen on {address}: the address is in use") from None
+                raise StartupError(f"cannot listen on {address}: {exc.strerror}") from None
 
 
 async def serve(settings: ServerSettings) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 
 import grpc
@@ -124,7 +123,7 @@ async def test_list_pages_newest_first(stub) -> None:  # type: ignore[no-untyped
 class TestLimits:
     @pytest.fixture
     def server_settings(self, server_settings):  # type: ignore[no-untyped-def]
-        return dataclasses.replace(server_settings, max_sessions=2)
+        return server_settings.replace(max_sessions=2)
 
     async def test_session_cap_is_resource_exhausted(self, stub) -> None:  # type: ignore[no-untyped-def]
         first = await start(stub)

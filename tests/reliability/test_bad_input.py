@@ -332,7 +332,7 @@ def make_audio_dir(root: Path) -> Path:
 async def table(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Table]:
     folder = make_audio_dir(tmp_path_factory.mktemp("bad-input"))
     settings = ServerSettings(host="127.0.0.1", port=0, log_level="WARNING", shutdown_grace=1.0,
-                              audio_dir=str(folder), **LIMITS)
+                              allow_stand_in_providers=True, audio_dir=str(folder), **LIMITS)
     with ErrorLog() as errors:
         server = ParleyServer(settings)
         await server.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import threading
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS
 
-BASE = ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING")
+BASE = ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING",
+                      allow_stand_in_providers=True)
 OTEL_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                   "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_PROTOCOL")
 
@@ -119,7 +119,7 @@ async def test_a_dead_collector_never_slows_sessions_and_memory_stays_bounded(cl
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     clean_env.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
     clean_env.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16")
-    server = ParleyServer(dataclasses.replace(BASE, otel_endpoint=dead, otel_protocol="grpc"))
+    server = ParleyServer(BASE.replace(otel_endpoint=dead, otel_protocol="grpc"))
     await server.start()
     global_tracer_provider, global_meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
     try:

@@ -29,14 +29,14 @@ import grpc
 from parley.api.interceptors import ALWAYS_OPEN, _aborting_handler
 from parley.api.status import to_status
 from parley.errors import Unauthenticated
-from parley.settings import ServerSettings
+from parley.settings import ServerSettings, StartupError
 
 _PRINCIPAL: contextvars.ContextVar[str] = contextvars.ContextVar("parley_principal", default="")
 _BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
 PRINCIPAL_NAME = re.compile(r"^[A-Za-z0-9._@:/-]{1,128}$")
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(StartupError, ValueError):
     """The token configuration cannot be used; the server refuses to start."""
 
 
@@ -82,17 +82,17 @@ def parse_tokens(text: str, source: str) -> dict[str, str]:
 
 def load_tokens(settings: ServerSettings) -> dict[str, str]:
     """Every configured token; the file and the variable may both contribute."""
-    tokens = parse_tokens(settings.auth_tokens, "PARLEY_AUTH_TOKENS")
+    tokens = parse_tokens(settings.auth_tokens, "--auth-tokens (PARLEY_AUTH_TOKENS)")
     if settings.auth_tokens_file:
         try:
             text = Path(settings.auth_tokens_file).read_text()
         except OSError as exc:
             raise AuthConfigError(
-                f"cannot read --auth-tokens-file {settings.auth_tokens_file!r}: {exc.strerror}"
+                f"--auth-tokens-file: cannot read {settings.auth_tokens_file!r}: {exc.strerror}"
             ) from None
-        for token, principal in parse_tokens(text, settings.auth_tokens_file).items():
+        for token, principal in parse_tokens(text, f"--auth-tokens-file {settings.auth_tokens_file!r}").items():
             if tokens.setdefault(token, principal) != principal:
-                raise AuthConfigError("a token maps to two principals")
+                raise AuthConfigError("--auth-tokens-file: a token maps to two principals")
     return tokens
 
 

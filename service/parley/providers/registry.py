@@ -70,6 +70,11 @@ def default_name(stage: str) -> str:
     return DEFAULTS[stage]
 
 
+def stand_ins(stage: str) -> list[str]:
+    """The stage's stand-in providers (fakes for tests and benchmarks, with fault injection)."""
+    return sorted(name for name, entry in _stage(stage).items() if entry.stand_in)
+
+
 def build(stage: str, name: str, options: dict[str, Any], *, voice: str = "", workers: Workers) -> Any:
     """A provider for `stage`; InvalidArgument names the bad field of config.providers."""
     field = f"config.providers.{stage}"

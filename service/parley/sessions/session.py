@@ -34,6 +34,7 @@ from parley.sessions.clock import LOOP_CLOCK, Clock
 from parley.sessions.config import AgentAction, AudioLayerConfig, SessionConfig
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.layers import Layers, LayerStatus
+from parley.sessions.limits import SessionLimits
 from parley.sessions.listener import Listener, ListenerCallbacks, UserTurn
 from parley.sessions.metrics import SessionMetrics, SessionMetricsSnapshot, TurnMetricsSnapshot
 from parley.sessions.playout import Pacer
@@ -58,23 +59,6 @@ class BusyPolicy(Enum):
     QUEUE = 1
     INTERRUPT = 2
     REJECT = 3
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    max_text_chars: int = 4000
-    max_queued_utterances: int = 32
-    max_chunk_bytes: int = 64 * 1024
-    max_subscribers: int = 16
-    max_tools: int = 64
-    stream_frame_buffer: int = 50  # frames an attached stream may lag before the oldest are dropped
-    recent_utterances: int = 50
-    allow_mcp_stdio: bool = False  # a stdio MCP server runs a command on this host: the operator's opt-in
-    requests_per_second: float = 50.0  # token bucket per session; 0: unlimited
-    request_burst: int = 100
-    provider_stall_seconds: float = 30.0  # a TTS/LLM silent this long fails its utterance; 0: never
-    audio_dir: str = ""  # layer files clients may name live here; "" allows builtin: sounds only
-    max_layer_file_bytes: int = 20 * 1024 * 1024
 
 
 @dataclass
@@ -151,7 +135,7 @@ class Session:
         self.tools: list[ToolSpec] = list(config.tools)
         self.tool_calls = ToolCalls()
         self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio, on_lost=self._warn)
-        self.request_rate = TokenBucket(limits.requests_per_second, limits.request_burst)
+        self.request_rate = TokenBucket(limits.max_requests_per_second, limits.request_burst)
         self._requests = RequestLog(1000)
         self._ids = itertools.count(1)
         self._utterances: dict[str, Utterance] = {}
