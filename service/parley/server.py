@@ -13,6 +13,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from parley.api.auth import AuthInterceptor, load_tokens
+from parley.api.call_tracing import CallTracingInterceptor
+from parley.api.caller_limit import CallerRateLimit
+from parley.api.decoding import DecodeGuard
 from parley.api.interceptors import DrainInterceptor
 from parley.api.servicer import AgentSessionServicer
 from parley.api.tls import server_credentials
@@ -35,8 +38,11 @@ class ParleyServer:
     def __init__(self, settings: ServerSettings, telemetry: Telemetry | None = None) -> None:
         """`telemetry`: an embedder's own providers; by default built from the OTLP settings (off without them)."""
         self.settings = settings
-        self.telemetry = telemetry or Telemetry.from_settings(
-            settings.otel_endpoint, settings.otel_protocol, settings.otel_service_name)
+        try:
+            self.telemetry = telemetry or Telemetry.from_settings(
+                settings.otel_endpoint, settings.otel_protocol, settings.otel_service_name)
+        except ValueError as exc:  # a bad OTEL_* variable
+            raise StartupError(str(exc)) from None
         self.registry = SessionRegistry(
             settings.registry, workers=Workers(settings.provider_threads or None), telemetry=self.telemetry)
         self._drain = DrainInterceptor()
@@ -60,12 +66,15 @@ class ParleyServer:
             # off, a second server on the same port fails to bind instead of silently sharing its calls
             ("grpc.so_reuseport", int(s.allow_reuse_port)),
         ]
+        # in call order: each one's checks run before the next one's
         interceptors: list[grpc.aio.ServerInterceptor] = [self._drain]
         if self._tokens:
             interceptors.append(AuthInterceptor(self._tokens))
-        tracing = self.telemetry.interceptor(SERVICE_NAME)
-        if tracing is not None:
-            interceptors.append(tracing)
+        if s.max_caller_requests_per_second > 0:
+            interceptors.append(CallerRateLimit(s.max_caller_requests_per_second, s.caller_request_burst))
+        if self.telemetry.enabled:
+            interceptors.append(CallTracingInterceptor(SERVICE_NAME))
+        interceptors.append(DecodeGuard(SERVICE_NAME))
         server = grpc.aio.server(interceptors=interceptors, options=options)
         agent_session_service_pb2_grpc.add_AgentSessionServiceServicer_to_server(
             AgentSessionServicer(self.registry), server

@@ -20,14 +20,13 @@ import contextvars
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from parley.api.interceptors import ALWAYS_OPEN, _aborting_handler
-from parley.api.status import to_status
+from parley.api.interceptors import CallInterceptor, aborting, with_prologue
 from parley.errors import Unauthenticated
 from parley.settings import ServerSettings, StartupError
 
@@ -111,26 +110,22 @@ class TokenTable:
         return found
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(CallInterceptor):
     """Authenticates every call (but health and reflection) and runs it as its principal."""
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
         self._table = TokenTable(tokens)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(ALWAYS_OPEN):
-            return handler
+    def intercept(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         principal = self._authenticate(details.invocation_metadata or ())
         if principal is None:
-            status = to_status(Unauthenticated("a valid 'authorization: Bearer <token>' is required",
-                                               reason="BAD_TOKEN"))
-            return _aborting_handler(handler, status)
-        return _as_principal(handler, principal)
+            return aborting(handler, Unauthenticated("a valid 'authorization: Bearer <token>' is required",
+                                                     reason="BAD_TOKEN"))
+
+        async def as_principal(request: Any, context: grpc.aio.ServicerContext) -> None:
+            _PRINCIPAL.set(principal)
+
+        return with_prologue(handler, as_principal)
 
     def _authenticate(self, metadata: Any) -> str | None:
         values = [value for key, value in metadata if key == "authorization"]
@@ -138,30 +133,3 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return None
         match = _BEARER.match(values[0])
         return self._table.principal(match.group(1)) if match else None
-
-
-def _as_principal(handler: grpc.RpcMethodHandler, principal: str) -> grpc.RpcMethodHandler:
-    """The same handler, with `current_principal()` returning `principal` inside it.
-
-    Each call runs in its own task, so the context variable set here is seen
-    by that call only.
-    """
-    kwargs = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
-    if handler.unary_unary or handler.stream_unary:
-        inner = handler.unary_unary or handler.stream_unary
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            _PRINCIPAL.set(principal)
-            return await inner(request, context)
-
-        make = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
-        return make(unary, **kwargs)
-    streaming_inner = handler.unary_stream or handler.stream_stream
-
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _PRINCIPAL.set(principal)
-        async for item in streaming_inner(request, context):
-            yield item
-
-    make = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-    return make(streaming, **kwargs)

@@ -9,9 +9,10 @@ import grpc
 
 from parley.api import converters as conv
 from parley.api.auth import current_principal
+from parley.api.call_tracing import join_session_trace
 from parley.api.status import maps_errors
 from parley.errors import InvalidArgument
-from parley.sessions.registry import SessionRegistry
+from parley.sessions.registry import AnySession, SessionRegistry
 from parley.sessions.session import BusyPolicy, Session
 from parley.sessions.stream import AttachedStream, OutFrame
 from parley.v1 import agent_session_service_pb2 as pb
@@ -28,8 +29,16 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     def __init__(self, registry: SessionRegistry) -> None:
         self.registry = registry
 
+    def _session(self, name: str, context: grpc.aio.ServicerContext, field: str = "session") -> AnySession:
+        """The caller's session by name; a traced call joins its trace."""
+        session = self.registry.get(name, owner=owner_of(context), field=field)
+        if isinstance(session, Session):
+            join_session_trace(session.telemetry)
+        return session
+
     def _active(self, name: str, context: grpc.aio.ServicerContext, field: str = "session") -> Session:
-        return self.registry.get_active(name, owner=owner_of(context), field=field)
+        """The caller's open session (FailedPrecondition once closed), counted against its request rate."""
+        return self.registry.use(self._session(name, context, field))
 
     @staticmethod
     def _session_proto(session: Session, *, full: bool = True):  # type: ignore[no-untyped-def]
@@ -45,7 +54,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
 
     @maps_errors
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
-        session = self.registry.get(request.session, owner=owner_of(context))
+        session = self._session(request.session, context)
         return pb.GetResponse(session=self._session_proto(session))
 
     @maps_errors
@@ -58,6 +67,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     @maps_errors
     async def Close(self, request: pb.CloseRequest, context: grpc.aio.ServicerContext) -> pb.CloseResponse:
         farewell = conv.farewell_from_proto(request)
+        self._session(request.session, context)
         session = await self.registry.close(
             request.session, owner=owner_of(context), reason=request.reason,
             farewell=farewell[0] if farewell else None, farewell_timeout=farewell[1] if farewell else 0.0,
@@ -107,7 +117,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     async def WaitUtterance(
         self, request: pb.WaitUtteranceRequest, context: grpc.aio.ServicerContext
     ) -> pb.WaitUtteranceResponse:
-        session = self.registry.get(request.session, owner=owner_of(context))
+        session = self._session(request.session, context)
         snapshot = await session.wait_utterance(request.utterance_id)
         return pb.WaitUtteranceResponse(utterance=conv.utterance_to_proto(snapshot))
 

@@ -31,7 +31,7 @@ from parley.sessions.idempotency import RequestLog
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.session import Session, SessionHooks, SessionSnapshot
 from parley.sessions.utterance import UtteranceSnapshot
-from parley.telemetry import Telemetry, bind_call
+from parley.telemetry import Telemetry
 
 log = logging.getLogger("parley.registry")
 
@@ -171,13 +171,15 @@ class SessionRegistry:
         session = self._active.get(name) or self._closed.get(name)
         if session is None or session.owner != owner:
             raise NotFound(f"{name} not found", reason="SESSION_NOT_FOUND")
-        if isinstance(session, Session):
-            bind_call(session.telemetry)  # a traced call (Say, Close, ...) joins this session's trace
         return session
 
     def get_active(self, name: str, *, owner: str = "", field: str = "session") -> Session:
         """Like get(), but a closed session is FailedPrecondition; marks activity."""
-        session = self.get(name, owner=owner, field=field)
+        return self.use(self.get(name, owner=owner, field=field))
+
+    @staticmethod
+    def use(session: AnySession) -> Session:
+        """A call on `session`: FailedPrecondition if it closed, else it takes a request token and marks activity."""
         session.ensure_active()
         assert isinstance(session, Session)
         session.request_rate.take()

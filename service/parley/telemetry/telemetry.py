@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 
-from parley.telemetry.calls import CallTracingInterceptor
 from parley.telemetry.instruments import Instruments
 from parley.telemetry.session import NO_SESSION_TELEMETRY, SessionTelemetry, TracedSession
 
@@ -60,10 +59,6 @@ class Telemetry:
 
         tracer_provider, meter_provider = build_providers(choice)
         return cls(tracer_provider, meter_provider, owned=True)
-
-    def interceptor(self, service: str) -> CallTracingInterceptor | None:
-        """The call-tracing interceptor, or None when off (so calls pay nothing)."""
-        return CallTracingInterceptor(service) if self.enabled else None
 
     def open_session(self, session: Session) -> SessionTelemetry:
         """Start a session's root span (its parent is the caller's traceparent on Start, if any)."""
