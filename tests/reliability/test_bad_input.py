@@ -180,6 +180,20 @@ async def result_twice(c: Ctx) -> Outcome:
         pb.SubmitToolResultRequest(session=session, tool_call_id="call_0", result="43")))
 
 
+async def reused_say_id(c: Ctx) -> Outcome:
+    await c.stub.Say(pb.SayRequest(session=c.session, text="one", request_id="say-once"))
+    return await outcome_of(c.stub.Say(pb.SayRequest(session=c.session, text="two", request_id="say-once")))
+
+
+async def reused_start_id(c: Ctx) -> Outcome:
+    def start(instructions: str) -> pb.StartRequest:
+        return pb.StartRequest(request_id="start-once", config=session_pb2.SessionConfig(
+            instructions=instructions, providers=STAND_IN_PROVIDERS))
+
+    await c.stub.Start(start("be brief"))
+    return await outcome_of(c.stub.Start(start("be verbose")))
+
+
 def tools(n: int) -> list[session_pb2.ToolDefinition]:
     return [session_pb2.ToolDefinition(name=f"tool{i}") for i in range(n)]
 
@@ -283,6 +297,10 @@ ROWS = [
     Row("sessions over max_sessions_per_principal", many_sessions, EXHAUSTED, limit="max_sessions_per_principal"),
     Row("unknown provider", start(providers=session_pb2.ProvidersConfig(tts=session_pb2.ProviderSpec(name="x"))),
         INVALID, field="config.providers.tts.name"),
+    # idempotency (AIP-155): a request_id names one request
+    Row("request_id reused for another Say", reused_say_id, INVALID, field="request_id", reason="REQUEST_ID_REUSED"),
+    Row("request_id reused for another Start config", reused_start_id, INVALID, field="request_id",
+        reason="REQUEST_ID_REUSED"),
     # state
     Row("interrupt on an idle session", unary("Interrupt", pb.InterruptRequest), OK),
     Row("unknown utterance id", unary("WaitUtterance", pb.WaitUtteranceRequest, utterance_id="u999"), INVALID,

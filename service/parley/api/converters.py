@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -19,6 +20,14 @@ from parley.sessions.utterance import UtteranceSnapshot
 from parley.v1 import agent_session_service_pb2, audio_pb2, events_pb2, session_pb2
 
 # -- helpers ----------------------------------------------------------------
+
+
+def request_fingerprint(request: Any) -> bytes:
+    """What identifies a request for idempotency: a hash of its fields but request_id (map order ignored)."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.ClearField("request_id")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
 
 
 def enum_from_proto(enum_cls: Any, proto_enum: Any, value: int, field: str, default: Any) -> Any:

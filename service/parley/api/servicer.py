@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -23,6 +24,11 @@ from parley.v1 import audio_pb2
 def owner_of(context: grpc.aio.ServicerContext) -> str:
     """The principal that makes the call ("" when authentication is off); set by AuthInterceptor."""
     return current_principal()
+
+
+async def _once(session: Session, method: str, request: Any, action: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a mutating call once per request_id; the id reused with another request is INVALID_ARGUMENT."""
+    return await session.idempotent(method, request.request_id, action, conv.request_fingerprint(request))
 
 
 class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
@@ -49,7 +55,8 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     @maps_errors
     async def Start(self, request: pb.StartRequest, context: grpc.aio.ServicerContext) -> pb.StartResponse:
         config = conv.config_from_proto(request.config)
-        session = await self.registry.start(config, owner=owner_of(context), request_id=request.request_id)
+        session = await self.registry.start(config, owner=owner_of(context), request_id=request.request_id,
+                                            fingerprint=conv.request_fingerprint(request))
         return pb.StartResponse(session=self._session_proto(session))
 
     @maps_errors
@@ -85,7 +92,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         async def say():  # type: ignore[no-untyped-def]
             return session.say(request.text, interruptible=interruptible, add_to_context=add_to_context)
 
-        utterance = await session.idempotent("Say", request.request_id, say)
+        utterance = await _once(session, "Say", request, say)
         return pb.SayResponse(utterance=conv.utterance_to_proto(utterance.snapshot()))
 
     @maps_errors
@@ -99,7 +106,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
                 instructions=request.instructions, user_text=request.user_text, busy=busy, interruptible=interruptible
             )
 
-        utterance = await session.idempotent("Reply", request.request_id, reply)
+        utterance = await _once(session, "Reply", request, reply)
         return pb.ReplyResponse(utterance=conv.utterance_to_proto(utterance.snapshot()))
 
     @maps_errors
@@ -110,7 +117,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         async def interrupt():  # type: ignore[no-untyped-def]
             return session.interrupt(force=request.force, include_queued=scope, fade_ms=request.fade_ms)
 
-        cut = await session.idempotent("Interrupt", request.request_id, interrupt)
+        cut = await _once(session, "Interrupt", request, interrupt)
         return pb.InterruptResponse(interrupted=[conv.utterance_to_proto(u.snapshot()) for u in cut])
 
     @maps_errors
@@ -134,7 +141,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
             text = request.result if outcome == "result" else request.error
             return session.submit_tool_result(request.tool_call_id, text, outcome == "error")
 
-        call = await session.idempotent("SubmitToolResult", request.request_id, submit)
+        call = await _once(session, "SubmitToolResult", request, submit)
         return pb.SubmitToolResultResponse(call=conv.tool_call_to_proto(call))
 
     # -- layers ----------------------------------------------------------------------------
@@ -145,10 +152,8 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     ) -> pb.PlayBackgroundAudioResponse:
         session = self._active(request.session, context)
         layer = conv.layer_from_proto(request.layer, "layer") if request.HasField("layer") else None
-        status = await session.idempotent(
-            "PlayBackgroundAudio", request.request_id,
-            lambda: session.play_background(layer, request.override_thinking),
-        )
+        status = await _once(session, "PlayBackgroundAudio", request,
+                             lambda: session.play_background(layer, request.override_thinking))
         return pb.PlayBackgroundAudioResponse(background_audio=conv.layer_status_to_proto(status))
 
     @maps_errors
@@ -165,10 +170,8 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     ) -> pb.StartThinkingAudioResponse:
         session = self._active(request.session, context)
         layer = conv.layer_from_proto(request.layer, "layer") if request.HasField("layer") else None
-        status = await session.idempotent(
-            "StartThinkingAudio", request.request_id,
-            lambda: session.start_thinking(layer, request.layer_over_background),
-        )
+        status = await _once(session, "StartThinkingAudio", request,
+                             lambda: session.start_thinking(layer, request.layer_over_background))
         return pb.StartThinkingAudioResponse(thinking_audio=conv.layer_status_to_proto(status))
 
     @maps_errors

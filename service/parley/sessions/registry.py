@@ -14,6 +14,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from parley.errors import (
@@ -120,10 +121,15 @@ class SessionRegistry:
 
     async def start(
         self, config: SessionConfig, *, owner: str = "", request_id: str = "", hooks: SessionHooks | None = None,
+        fingerprint: Hashable = None,
     ) -> Session:
-        """Create and start a session; a repeated (owner, request_id) returns the first one."""
+        """Create and start a session; a repeated (owner, request_id) returns the first one.
+
+        `fingerprint` identifies the request: the same request_id with another
+        fingerprint is InvalidArgument naming request_id.
+        """
         key = (owner, request_id) if request_id else None
-        return await self._starts.run(key, lambda: self._create(config, owner, hooks))
+        return await self._starts.run(key, lambda: self._create(config, owner, hooks), fingerprint)
 
     async def _create(self, config: SessionConfig, owner: str, hooks: SessionHooks | None) -> Session:
         if not self._accepting:

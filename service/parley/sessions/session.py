@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -258,9 +258,10 @@ class Session:
         """Idle past its TTL: no call and no attached audio stream for that long."""
         return self.stream is None and now - self.last_activity > self.idle_ttl_seconds
 
-    async def idempotent(self, method: str, request_id: str, action: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a mutating call once per request id."""
-        return await self._requests.run((method, request_id) if request_id else None, action)
+    async def idempotent(self, method: str, request_id: str, action: Callable[[], Awaitable[Any]],
+                         fingerprint: Hashable = None) -> Any:
+        """Run a mutating call once per request id (`fingerprint`: what makes a reused id a different request)."""
+        return await self._requests.run((method, request_id) if request_id else None, action, fingerprint)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
