@@ -280,7 +280,15 @@ ROWS = [
     Row("file source at Start",
         start(background_audio=session_pb2.BackgroundAudioConfig(layer=session_pb2.AudioLayerConfig(source="/etc/passwd"))),
         INVALID, field="config.background_audio.layer.source"),
+    Row("text file as background at Start", start(background_audio=session_pb2.BackgroundAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="notes.txt"))), INVALID, field="config.background_audio.layer.source"),
+    Row("corrupt file as thinking sound at Start", start(thinking_audio=session_pb2.ThinkingAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="corrupt.wav"))), INVALID, field="config.thinking_audio.layer.source"),
+    Row("unknown builtin at Start", start(background_audio=session_pb2.BackgroundAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="builtin:nope"))), INVALID, field="config.background_audio.layer.source"),
     Row("a file in the audio folder plays", bg(source="tone.wav"), OK),
+    Row("a file in the audio folder is accepted at Start", start(background_audio=session_pb2.BackgroundAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="tone.wav"))), OK),
     # tools
     Row("unknown tool call id", unary("SubmitToolResult", pb.SubmitToolResultRequest, tool_call_id="call_x",
                                       result="1"), INVALID, field="tool_call_id"),
@@ -343,6 +351,7 @@ def make_audio_dir(root: Path) -> Path:
     sf.write(folder / "tone.wav", (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 8000, subtype="PCM_16")
     sf.write(folder / "big.wav", np.zeros(20_000, np.int16), 16000, subtype="PCM_16")
     (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    (folder / "notes.txt").write_text("not audio at all\n")
     return folder
 
 

@@ -53,6 +53,15 @@ class Clip:
         return self.frames / self.sample_rate
 
 
+def is_builtin_source(source: str) -> bool:
+    """"" (the layer's own sound) or "builtin:<name>"."""
+    return not source or source.startswith("builtin:")
+
+
+def is_known_builtin(source: str) -> bool:
+    return not source or source.removeprefix("builtin:") in BUILTIN_SOUNDS
+
+
 def load_clip(
     source: str | bytes,
     sample_rate: int,

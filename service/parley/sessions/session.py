@@ -178,6 +178,7 @@ class Session:
             raise ResourceExhausted(
                 "max_tools", f"at most {self.limits.max_tools} tools per session, MCP tools included"
             )
+        await self.layers.check_configured()
         if self.config.background_audio.play_on_start:
             await self.layers.play_background(None, self.config.background_audio.override_thinking)
             self.pacer.wake()
