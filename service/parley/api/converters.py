@@ -9,6 +9,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
 from parley.errors import InvalidArgument
+from parley.providers import registry as providers
 from parley.sessions import config as cfg
 from parley.sessions import events as ev
 from parley.sessions.layers import LayerStatus
@@ -242,14 +243,16 @@ def _layer_to_proto(layer: cfg.AudioLayerConfig) -> session_pb2.AudioLayerConfig
 def config_to_proto(config: cfg.SessionConfig, idle_ttl_seconds: float) -> session_pb2.SessionConfig:
     p = config.providers
 
-    def spec(choice: cfg.ProviderChoice) -> session_pb2.ProviderSpec:
-        return session_pb2.ProviderSpec(name=choice.name, options=dict_to_struct(choice.options))
+    def spec(stage: str) -> session_pb2.ProviderSpec:
+        choice = getattr(p, stage)
+        return session_pb2.ProviderSpec(
+            name=choice.name, options=dict_to_struct(providers.shown_options(stage, choice.name, choice.options)))
 
     i, t = config.interruption, config.turn_detection
     return session_pb2.SessionConfig(
         instructions=config.instructions,
         providers=session_pb2.ProvidersConfig(
-            stt=spec(p.stt), tts=spec(p.tts), llm=spec(p.llm), vad=spec(p.vad), turn_detector=spec(p.turn_detector)
+            stt=spec("stt"), tts=spec("tts"), llm=spec("llm"), vad=spec("vad"), turn_detector=spec("turn_detector")
         ),
         voice=config.voice,
         interruption=session_pb2.InterruptionConfig(

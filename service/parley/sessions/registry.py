@@ -28,6 +28,7 @@ from parley.errors import (
 from parley.providers import registry as providers
 from parley.providers.workers import Workers
 from parley.sessions.config import AgentAction, SessionConfig, validate
+from parley.sessions.defaults import with_defaults
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.session import Session, SessionHooks, SessionSnapshot
@@ -136,6 +137,7 @@ class SessionRegistry:
             raise Unavailable("the server is shutting down", reason="DRAINING")
         validate(config)
         self._check_stand_ins(config)
+        config = with_defaults(config)
         if len(self._active) >= self.limits.max_sessions:
             raise ResourceExhausted(
                 "max_sessions", f"the server holds its maximum of {self.limits.max_sessions} sessions"
