@@ -303,6 +303,10 @@ ROWS = [
     Row("watchers over max_subscribers", too_many_watchers, EXHAUSTED, limit="max_subscribers"),
     Row("requests over the per-session rate", burst, EXHAUSTED, limit="max_requests_per_second"),
     Row("sessions over max_sessions_per_principal", many_sessions, EXHAUSTED, limit="max_sessions_per_principal"),
+    Row("null provider option", start(providers=session_pb2.ProvidersConfig(
+        tts=session_pb2.ProviderSpec(name="tone", options={"frequency": None}), stt=STAND_IN_PROVIDERS.stt,
+        vad=STAND_IN_PROVIDERS.vad, llm=STAND_IN_PROVIDERS.llm)), INVALID,
+        field="config.providers.tts.options.frequency"),
     Row("unknown provider", start(providers=session_pb2.ProvidersConfig(tts=session_pb2.ProviderSpec(name="x"))),
         INVALID, field="config.providers.tts.name"),
     # idempotency (AIP-155): a request_id names one request
@@ -383,7 +387,7 @@ async def test_bad_input(table: Table, row: Row) -> None:
     try:
         outcome = await row.call(Ctx(stub, table.server, session))
     finally:
-        for other in (await stub.List(pb.ListRequest(page_size=100))).sessions:  # leave only the control session
+        for other in (await stub.List(pb.ListRequest(page_size=20))).sessions:  # leave only the control session
             if other.name != table.control and other.status == session_pb2.SESSION_STATUS_ACTIVE:
                 await stub.Close(pb.CloseRequest(session=other.name))
 

@@ -78,6 +78,8 @@ def stand_ins(stage: str) -> list[str]:
 def resolve(stage: str, name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The provider name in use ("" picks the stage's default) and its options, every default filled in.
 
+    Options without a default (None) stay out; the provider sees them as None.
+
     InvalidArgument names the bad field of config.providers.
     """
     field = f"config.providers.{stage}"
@@ -85,14 +87,17 @@ def resolve(stage: str, name: str, options: dict[str, Any]) -> tuple[str, dict[s
     module = _module(stage, name)
     checked = validate(module.OPTIONS, options, f"{field}.options")
     effective = getattr(module, "effective_options", None)  # defaults a provider takes from its environment
-    return name, effective(checked) if effective is not None else checked
+    if effective is not None:
+        checked = effective(checked)
+    return name, {key: value for key, value in checked.items() if value is not None}  # None: left unset
 
 
 def build(stage: str, name: str, options: dict[str, Any], *, voice: str = "", workers: Workers) -> Any:
     """A provider for `stage`; InvalidArgument names the bad field of config.providers."""
-    name, checked = resolve(stage, name, options)
+    name, resolved = resolve(stage, name, options)
+    module = _module(stage, name)
     class_name = _stage(stage)[name].target.split(":")[1]
-    return getattr(_module(stage, name), class_name)(checked, voice=voice, workers=workers)
+    return getattr(module, class_name)(validate(module.OPTIONS, resolved, ""), voice=voice, workers=workers)
 
 
 def shown_options(stage: str, name: str, options: dict[str, Any]) -> dict[str, Any]:
