@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -18,6 +19,8 @@ from parley import errors
 log = logging.getLogger("parley.api")
 
 DOMAIN = "parley"
+DRAIN_MESSAGES = 256
+DRAIN_SECONDS = 0.5
 
 _CODES: dict[type[errors.ParleyError], int] = {
     errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
@@ -75,6 +78,26 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
     await context.abort_with_status(internal_status())
 
 
+async def _take_what_was_sent(context: grpc.aio.ServicerContext) -> None:
+    """Read (and drop) the messages a client already sent, briefly, before ending its call with an error.
+
+    A client still writing when the server's status arrives loses that
+    status: its gRPC library fails the write and reports INTERNAL "Internal
+    error from Core" instead. Reading to the client's half-close (at most
+    DRAIN_MESSAGES messages or DRAIN_SECONDS) lets a client that sent a burst
+    and stopped always read the real status.
+    """
+    async def drain() -> None:
+        for _ in range(DRAIN_MESSAGES):
+            if await context.read() is grpc.aio.EOF:
+                return
+
+    try:
+        await asyncio.wait_for(drain(), DRAIN_SECONDS)
+    except Exception:  # noqa: BLE001 - a cut, cancelled or malformed call: the status goes out as it can
+        pass
+
+
 def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """Turn domain errors raised by a servicer method into rich gRPC statuses.
 
@@ -89,6 +112,8 @@ def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
                 async for item in method(self, request, context):
                     yield item
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                if hasattr(request, "__aiter__"):
+                    await _take_what_was_sent(context)
                 await _abort(context, exc, name)
 
         return stream_wrapper
