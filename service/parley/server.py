@@ -54,7 +54,32 @@ class ParleyServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Bind and start serving; returns the bound port (useful with port 0)."""
+        """Bind and start serving; returns the bound port (useful with port 0).
+
+        An address that cannot be bound is StartupError, naming it; the server
+        then releases what it holds.
+        """
+        s = self.settings
+        address = f"{s.host}:{s.port}"
+        server = self._grpc_server()
+        try:
+            if s.port and not s.allow_reuse_port:
+                ensure_free(s.host, s.port, address)
+            self.port = self._add_port(server, address)
+        except StartupError:
+            await server.stop(None)
+            await self._release()
+            raise
+        await server.start()
+        self._server = server
+        self.registry.start_reaper()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"address": f"{s.host}:{self.port}", "tls": self._credentials is not None,
+                                   "auth": bool(self._tokens)})
+        return self.port
+
+    def _grpc_server(self) -> grpc.aio.Server:
         s = self.settings
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
@@ -82,27 +107,24 @@ class ParleyServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
                                             pool=DocumentedPool())
-        address = f"{s.host}:{s.port}"
-        if s.port and not s.allow_reuse_port:
-            ensure_free(s.host, s.port, address)
+        return server
+
+    def _add_port(self, server: grpc.aio.Server, address: str) -> int:
         try:
             if self._credentials is None:
-                self.port = server.add_insecure_port(address)
+                port = server.add_insecure_port(address)
             else:
-                self.port = server.add_secure_port(address, self._credentials)
+                port = server.add_secure_port(address, self._credentials)
         except RuntimeError:
-            self.port = 0
-        if self.port == 0:
-            await server.stop(None)
+            port = 0
+        if port == 0:
             raise StartupError(f"cannot listen on {address}: the address is in use or not available here")
-        await server.start()
-        self._server = server
-        self.registry.start_reaper()
-        for name in ("", SERVICE_NAME):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"address": f"{s.host}:{self.port}", "tls": self._credentials is not None,
-                                   "auth": bool(self._tokens)})
-        return self.port
+        return port
+
+    async def _release(self) -> None:
+        """Provider threads and telemetry exporters: what the server holds besides its sessions."""
+        self.registry.workers.close()
+        await self.telemetry.shutdown()
 
     async def stop(self) -> None:
         """Drain and stop.
@@ -116,8 +138,7 @@ class ParleyServer:
         await self.begin_drain()
         await self.registry.shutdown()
         await self._server.stop(self.settings.shutdown_grace)
-        self.registry.workers.close()
-        await self.telemetry.shutdown()
+        await self._release()
         self._stopped.set()
         log.info("stopped")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +26,7 @@ from tests.engine.conftest import STAND_IN_PROVIDERS
 
 BASE = ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING",
                       allow_stand_in_providers=True)
+EXPORT_THREADS = ("OtelBatchSpan", "OtelPeriodicExportingMetricReader", "parley-telemetry-export")
 OTEL_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                   "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_PROTOCOL")
 
@@ -143,3 +145,8 @@ async def test_a_dead_collector_never_slows_sessions_and_memory_stays_bounded(cl
         assert metrics.get_meter_provider() is global_meter_provider is not server.telemetry.meter_provider
     finally:
         await server.stop()
+    # stopped, the server leaves nothing retrying against the dead collector
+    deadline = time.monotonic() + 10
+    while (busy := [t.name for t in threading.enumerate() if t.name.startswith(EXPORT_THREADS)]):
+        assert time.monotonic() < deadline, f"still exporting after stop: {busy}"
+        await asyncio.sleep(0.05)
