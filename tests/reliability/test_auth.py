@@ -55,6 +55,15 @@ async def test_missing_or_wrong_token_is_unauthenticated(stub) -> None:  # type:
     assert (await stub.List(pb.ListRequest(), metadata=bearer(BOB))).sessions == []
 
 
+async def test_authentication_comes_before_decoding(channel) -> None:  # type: ignore[no-untyped-def]
+    """Garbage without a token is UNAUTHENTICATED, not a hint about the request's shape."""
+    garbage = bytes([0xFF, 0xFE, 0x07])
+    for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED), (bearer(ALICE), grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await channel.unary_unary("/parley.v1.AgentSessionService/Get")(garbage, metadata=metadata)
+        assert err.value.code() is code
+
+
 async def test_health_and_reflection_stay_open(channel) -> None:  # type: ignore[no-untyped-def]
     health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING
