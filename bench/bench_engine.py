@@ -47,7 +47,7 @@ async def start_server() -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--max-sessions", "2000",
-         "--log-level", "WARNING"],
+         "--log-level", "WARNING", "--allow-stand-in-providers", "--max-caller-requests-per-second", "0"],
         stderr=subprocess.DEVNULL,
     )
     address = f"127.0.0.1:{port}"

@@ -23,6 +23,7 @@ from common import free_port
 from parley.chat import ToolCall
 from parley.mcp.connection import McpConnection
 from parley.sessions.config import McpServerConfig, ProviderChoice, ProvidersConfig, SessionConfig
+from parley.sessions.limits import RegistryLimits
 from parley.sessions.registry import SessionRegistry
 
 RESULTS = Path(__file__).parent / "results" / "mcp.json"
@@ -79,7 +80,7 @@ async def main() -> None:
         await wait_listening(port)
         url = f"http://127.0.0.1:{port}/mcp"
         server = McpServerConfig(name="bench", url=url)
-        registry = SessionRegistry()
+        registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True))
         without = await start_times(registry, SessionConfig(providers=STAND_INS))
         with_mcp = await start_times(registry, SessionConfig(providers=STAND_INS, mcp_servers=(server,)))
         connection = McpConnection(server)

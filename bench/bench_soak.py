@@ -89,7 +89,8 @@ async def attach_detach(stub: pb_grpc.AgentSessionServiceStub, server: ParleySer
 
 async def main() -> dict[str, object]:
     # the per-session request rate is off: 1,000 attaches to one session in a few seconds is the point
-    settings = ServerSettings(host="127.0.0.1", port=0, log_level="WARNING", max_requests_per_second=0)
+    settings = ServerSettings(host="127.0.0.1", port=0, log_level="WARNING", max_requests_per_second=0,
+                              max_caller_requests_per_second=0, allow_stand_in_providers=True)
     server = ParleyServer(settings)
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

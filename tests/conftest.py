@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -28,12 +27,13 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture
 def server_settings() -> ServerSettings:
     """Override in a test module (or parametrize) to change the server's settings."""
-    return ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING")
+    return ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING",
+                          allow_stand_in_providers=True)
 
 
 @pytest.fixture
 async def server(server_settings: ServerSettings) -> AsyncIterator[ParleyServer]:
-    srv = ParleyServer(dataclasses.replace(server_settings, port=0))
+    srv = ParleyServer(server_settings.replace(port=0))
     await srv.start()
     try:
         yield srv

@@ -54,15 +54,15 @@ async def wait_serving(channel: grpc.aio.Channel) -> None:
 
 
 @asynccontextmanager
-async def server_process() -> AsyncIterator[tuple[asyncio.subprocess.Process, grpc.aio.Channel]]:
-    """`parley serve` as a real process on a free loopback port, SERVING, with a channel to it.
+async def server_process(*flags: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, grpc.aio.Channel]]:
+    """`parley serve` (with extra `flags`) as a real process on a free loopback port, SERVING, with a channel to it.
 
     Its stderr (the JSON log) is piped for the test to read; the process is killed if the test leaves it running.
     """
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--shutdown-grace", "2",
-        "--warm-up", "false", stderr=asyncio.subprocess.PIPE, env={**os.environ},
+        "--warm-up", "false", *flags, stderr=asyncio.subprocess.PIPE, env={**os.environ},
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

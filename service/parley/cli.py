@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import version
 
 from parley import logs
-from parley.settings import ServerSettings
+from parley import settings as server_settings
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -19,11 +19,16 @@ def _address_help(what: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; a setting the server cannot run with is one line on stderr and exit 2."""
     from parley.server import serve
 
-    settings = ServerSettings.from_namespace(args)
-    logs.configure(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        settings = server_settings.from_arguments(args)
+        logs.configure(settings.log_level)
+        asyncio.run(serve(settings))
+    except server_settings.StartupError as exc:
+        print(f"parley serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -78,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Voice-agent session service over gRPC")
     parser.add_argument("--version", action="version", version=f"parley {version('parley')}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the server (flags override PARLEY_* environment variables)")
-    ServerSettings.add_arguments(serve)
+    serve = commands.add_parser(
+        "serve", help="run the server (flags override PARLEY_* environment variables)",
+        description="Run the server. Every setting is a flag and a PARLEY_* environment variable; the flag wins.")
+    server_settings.add_arguments(serve)
     serve.set_defaults(run=_serve)
     talk = commands.add_parser(
         "talk", help="stream a WAV to a session as the caller and record the agent's reply",

@@ -40,13 +40,14 @@ class FailedPrecondition(ParleyError):
 
 
 class ResourceExhausted(ParleyError):
-    """A limit was hit; `limit` names it (e.g. "max_sessions")."""
+    """A limit was hit; `limit` names it (e.g. "max_sessions"); a rate limit also says when to retry."""
 
     reason = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, limit: str, message: str) -> None:
+    def __init__(self, limit: str, message: str, *, retry_after_seconds: float | None = None) -> None:
         super().__init__(f"{message} (limit: {limit})", reason="LIMIT_EXCEEDED")
         self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Aborted(ParleyError):

@@ -1,89 +1,252 @@
-"""Server settings: one dataclass, filled from flags with environment fallbacks."""
+"""Server settings: every one declared once, read from flags and `PARLEY_*` environment variables.
+
+`ServerSettings` holds the server's own settings and nests the engine's
+limits (`parley.sessions.limits`). Each setting, nested or not, has one flat
+name: the flag is `--name-with-dashes`, the variable `PARLEY_NAME`, and the
+keyword `ServerSettings(name=...)` or `settings.replace(name=...)` sets it
+wherever it is nested. A flag wins over the variable, the variable over the
+default. A bad value raises `SettingError`, one line naming the flag or the
+variable it came from.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from parley.declare import bounds_of, setting, unit_of
+from parley.sessions.limits import RegistryLimits
+
+ENV_PREFIX = "PARLEY_"
+
+
+class StartupError(Exception):
+    """The server cannot start as configured; the message is one line naming the setting or address."""
+
+
+class SettingError(StartupError, ValueError):
+    """A setting has a value it cannot have."""
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server process is configured with (see the module docstring for names)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    host: str = setting("127.0.0.1", "address to bind")
+    port: int = setting(50051, "port (0 picks a free one; the `serving` log line names it)", ge=0, le=65_535)
+    allow_reuse_port: bool = setting(
+        False, "let other processes bind the same port and share its calls (SO_REUSEPORT); off, a port in use "
+               "is an error")
+    max_message_bytes: int = setting(4 * 1024 * 1024, "largest gRPC message, each way", unit="bytes", ge=4096,
+                                     le=2**30)
+    keepalive_time: float = setting(30.0, "seconds between HTTP/2 keepalive pings", unit="seconds", gt=0,
+                                    le=86_400)
+    keepalive_timeout: float = setting(10.0, "seconds to wait for a ping's answer", unit="seconds", gt=0, le=3600)
+    shutdown_grace: float = setting(5.0, "seconds in-flight calls get after SIGTERM", unit="seconds", ge=0,
+                                    le=3600)
+    provider_threads: int = setting(0, "threads for STT/TTS/LLM work (0: twice the cores, 2..8)", ge=0, le=256)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
+        "INFO", "JSON-lines logs on stderr")
+    # who may call, and how often
+    auth_tokens_file: str = setting(
+        "", "file of `token principal` lines or a JSON object; turns bearer auth on")
+    auth_tokens: str = setting("", "the same, as text")
+    max_caller_requests_per_second: float = setting(
+        500.0, "calls per second per caller, every call counted (token bucket; the caller is the principal, or "
+               "the peer address without auth; 0: unlimited)", unit="per second", ge=0, le=1_000_000)
+    caller_request_burst: int = setting(1000, "burst of that bucket", unit="calls", ge=1, le=1_000_000)
+    # transport security
+    tls_cert: str = setting("", "server certificate (PEM); with `--tls-key` serves TLS")
+    tls_key: str = setting("", "server key (PEM)")
+    tls_client_ca: str = setting("", "CA bundle; requires client certificates (mTLS)")
+    allow_insecure: bool = setting(False, "allow plaintext on a non-loopback address")
+    # telemetry over OTLP; empty: the standard OTEL_* variables decide, and with none set telemetry is off
+    otel_endpoint: str = setting(
+        "", "OTLP endpoint; empty: the standard `OTEL_EXPORTER_OTLP_*` variables decide (none set: telemetry off)")
+    otel_protocol: Literal["", "grpc", "http/protobuf"] = setting("", "`grpc` or `http/protobuf`")
+    otel_service_name: str = setting(
+        "", "service name on traces and metrics (else `OTEL_SERVICE_NAME`)")
+    warm_up: bool = setting(
+        True, "load the default models before serving (about 1 s), not on the first call (`--warm-up false` to "
+              "skip)")
+    registry: RegistryLimits = RegistryLimits()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _FlatEnvironment(settings_cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_names(cls, data: Any) -> Any:
+        """`max_text_chars=...` lands in `registry.session.max_text_chars` (a flat name wins over a nested one)."""
+        return nest(data) if isinstance(data, dict) else data
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("host")
+    @classmethod
+    def _host_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    def replace(self, **changes: Any) -> ServerSettings:
+        """A copy with some settings changed, by their flat names; checked like the original."""
+        return type(self).model_validate(self.model_dump() | changes)
+
+
+# -- the leaves: one flat name per setting -------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    """Everything the server process is configured with.
+class Leaf:
+    """One setting: where it sits in the model, its declaration, its flag and variable."""
 
-    Each field has a flag `--field-name` and an environment variable
-    `PARLEY_FIELD_NAME`; the flag wins.
-    """
+    path: tuple[str, ...]
+    info: FieldInfo
 
-    host: str = "127.0.0.1"
-    port: int = 50051
-    max_sessions: int = 1000
-    session_idle_ttl: float = 600.0
-    reap_interval: float = 1.0
-    max_message_bytes: int = 4 * 1024 * 1024
-    keepalive_time: float = 30.0
-    keepalive_timeout: float = 10.0
-    shutdown_grace: float = 5.0
-    provider_threads: int = 0  # 0: twice the cores, 2..8
-    log_level: str = "INFO"
-    # security: bearer tokens (file of "token principal" lines or a JSON object;
-    # PARLEY_AUTH_TOKENS holds the same text), TLS, and plaintext off loopback
-    auth_tokens_file: str = ""
-    auth_tokens: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_client_ca: str = ""
-    allow_insecure: bool = False
-    # limits (each error names its field)
-    max_sessions_per_principal: int = 250  # one tenant may not take the whole server
-    max_text_chars: int = 4000
-    max_tools: int = 64
-    max_chunk_bytes: int = 64 * 1024
-    max_requests_per_second: float = 50.0
-    request_burst: int = 100
-    max_subscribers: int = 16
-    max_queued_utterances: int = 32
-    stream_frame_buffer: int = 50
-    provider_stall_seconds: float = 30.0
-    audio_dir: str = ""  # layer files clients may name; "" allows builtin: sounds only
-    max_layer_file_bytes: int = 20 * 1024 * 1024
-    # telemetry over OTLP; empty: the standard OTEL_EXPORTER_OTLP_* / OTEL_SERVICE_NAME
-    # variables decide, and with none of them set telemetry is off
-    otel_endpoint: str = ""
-    otel_protocol: str = ""  # grpc or http/protobuf
-    otel_service_name: str = ""
-    # a stdio MCP server runs a command on this host: clients may name one only when this is on
-    allow_mcp_stdio: bool = False
-    warm_up: bool = True  # `parley serve` loads the default models before serving, not on the first call
+    @property
+    def name(self) -> str:
+        return self.path[-1]
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        for f in fields(cls):
-            default = f.default
-            env = os.environ.get(env_name(f.name))
-            parse = _parse_bool if isinstance(default, bool) else type(default)
-            parser.add_argument(
-                "--" + f.name.replace("_", "-"),
-                type=parse,
-                default=parse(env) if env is not None else default,
-                help=f"(env {env_name(f.name)}, default {default})",
-                **({"nargs": "?", "const": True} if isinstance(default, bool) else {}),
-            )
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
-    @classmethod
-    def from_namespace(cls, ns: argparse.Namespace) -> ServerSettings:
-        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def is_bool(self) -> bool:
+        return self.info.annotation is bool
+
+    @property
+    def default(self) -> Any:
+        return self.info.default
+
+    @property
+    def help(self) -> str:
+        return self.info.description or ""
+
+    @property
+    def metavar(self) -> str:
+        unit = unit_of(self.info)
+        if self.is_bool:
+            return "BOOL"
+        if unit and " " not in unit:
+            return unit.upper()
+        if getattr(self.info.annotation, "__args__", None):  # a Literal: named by what it picks
+            return self.name.rsplit("_", 1)[-1].upper()
+        return {int: "N", float: "NUMBER"}.get(self.info.annotation, "TEXT")  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """The --help line: what it does, then its allowed values, unit, default and variable."""
+        facts = []
+        allowed = getattr(self.info.annotation, "__args__", None)
+        if allowed and self.info.annotation is not bool:
+            facts.append(" | ".join(repr(a) if a == "" else str(a) for a in allowed))
+        bounds = bounds_of(self.info).describe()
+        unit = unit_of(self.info)
+        if bounds or unit:
+            facts.append(" ".join(part for part in (bounds, unit) if part))
+        facts.append(f"default {self.default!r}" if self.default == "" else f"default {self.default}")
+        facts.append(f"env {self.env}")
+        return f"{self.help} [{'; '.join(facts)}]"
 
 
-def env_name(field_name: str) -> str:
-    return "PARLEY_" + field_name.upper()
+def _leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[Leaf]:
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _leaves(annotation, (*prefix, name))
+        else:
+            yield Leaf((*prefix, name), info)
 
 
-def _parse_bool(text: str) -> bool:
-    """"1/true/yes/on" or "0/false/no/off" (a bare `--flag` means true)."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
+LEAVES: tuple[Leaf, ...] = tuple(_leaves(ServerSettings))
+_PATHS = {leaf.name: leaf.path for leaf in LEAVES}
+assert len(_PATHS) == len(LEAVES), "every setting needs a name of its own"
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings given by flat name (and nested dicts) -> the nested shape of ServerSettings."""
+    out: dict[str, Any] = {}
+    later: list[tuple[tuple[str, ...], Any]] = []
+    for key, value in flat.items():
+        path = _PATHS.get(key)
+        if path is None or len(path) == 1:
+            out[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        else:
+            later.append((path, value))
+    for path, value in later:
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, Mapping) else {}
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """Reads `PARLEY_<NAME>` for every setting, nested ones included."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every leaf at once
+
+    def __call__(self) -> dict[str, Any]:
+        return nest({leaf.name: os.environ[leaf.env] for leaf in LEAVES if leaf.env in os.environ})
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; a flag not given leaves the setting to its variable or default."""
+    for leaf in LEAVES:
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if leaf.is_bool else {}
+        parser.add_argument(leaf.flag, dest=leaf.name, default=argparse.SUPPRESS, metavar=leaf.metavar,
+                            help=leaf.describe().replace("%", "%%"), **extra)
+
+
+def from_arguments(args: argparse.Namespace) -> ServerSettings:
+    """The settings from parsed flags and the environment; SettingError names the bad flag or variable."""
+    given = {leaf.name: getattr(args, leaf.name) for leaf in LEAVES if hasattr(args, leaf.name)}
+    try:
+        return ServerSettings(**given)
+    except ValidationError as exc:
+        raise SettingError(_first_error(exc, given, os.environ)) from None
+
+
+def _first_error(exc: ValidationError, given: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    error = exc.errors()[0]
+    name = next((str(part) for part in reversed(error["loc"]) if str(part) in _PATHS), "")
+    leaf = next((leaf for leaf in LEAVES if leaf.name == name), None)
+    if leaf is None:
+        return f"bad settings: {error['msg']}"
+    if name in given:
+        source, value = leaf.flag, given[name]
+    else:
+        source, value = leaf.env, environ.get(leaf.env, leaf.default)
+    return f"{source}: {_plain(error)}, got {str(value)[:80]!r}"
+
+
+def _plain(error: Any) -> str:
+    """pydantic's message without its own prefixes ("Value error, ...")."""
+    return str(error["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")

@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 import soundfile
 
+from parley.audio.pcm import float_to_int16
 from parley.readable import line, short
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -97,12 +98,12 @@ class Display:
 def read_input(path: str) -> tuple[np.ndarray, int]:
     """int16 samples (frames x channels) and the rate; only mono and stereo are accepted."""
     try:
-        pcm, rate = soundfile.read(path, dtype="int16", always_2d=True)
+        decoded, rate = soundfile.read(path, dtype="float64", always_2d=True)  # any sample format, converted
     except soundfile.LibsndfileError as exc:
         raise ValueError(f"cannot read {path}: {exc.error_string}") from exc
-    if pcm.shape[1] > 2:
-        raise ValueError(f"{path}: {pcm.shape[1]} channels; use a mono or stereo file")
-    return pcm, rate
+    if decoded.shape[1] > 2:
+        raise ValueError(f"{path}: {decoded.shape[1]} channels; use a mono or stereo file")
+    return float_to_int16(decoded), rate
 
 
 async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_err: TextIO = sys.stderr) -> int:

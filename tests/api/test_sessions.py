@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 
 import grpc
@@ -30,6 +29,13 @@ async def test_start_get_list_close_round_trip(stub) -> None:  # type: ignore[no
 
     got = (await stub.Get(pb.GetRequest(session=session.name))).session
     assert got.name == session.name and got.config.labels["team"] == "support"
+    providers = got.config.providers
+    assert [getattr(providers, stage).name for stage in ("stt", "tts", "llm", "vad", "turn_detector")] == \
+        ["whisper", "espeak", "local", "webrtc", "vad"]
+    assert providers.tts.options["rate"] == 160 and providers.llm.options["max_tokens"] == 96
+    background, thinking = got.config.background_audio.layer, got.config.thinking_audio.layer
+    assert (background.source, thinking.source) == ("builtin:ambience", "builtin:thinking")
+    assert (round(background.gain, 3), round(thinking.gain, 3)) == (0.3, 0.5)
     assert [m.content for m in got.chat_history] == ["You are terse."]
 
     listed = (await stub.List(pb.ListRequest())).sessions
@@ -39,6 +45,15 @@ async def test_start_get_list_close_round_trip(stub) -> None:  # type: ignore[no
     assert closed.status == session_pb2.SESSION_STATUS_CLOSED
     assert closed.close_reason == "done"
     assert (await stub.Get(pb.GetRequest(session=session.name))).session.status == session_pb2.SESSION_STATUS_CLOSED
+
+
+async def test_get_shows_the_model_in_use_and_never_the_api_key(stub, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("OPENAI_MODEL", "served-model")
+    llm = session_pb2.ProviderSpec(name="openai", options={"base_url": "http://127.0.0.1:9/v1", "api_key": "sk-secret"})
+    session = await start(stub, providers=session_pb2.ProvidersConfig(llm=llm))
+    shown = (await stub.Get(pb.GetRequest(session=session.name))).session.config.providers.llm
+    assert shown.options["model"] == "served-model" and shown.options["api_key"] == "<redacted>"
+    assert "sk-secret" not in str(session) and "temperature" not in shown.options  # unset stays unset
 
 
 async def test_close_is_idempotent(stub) -> None:  # type: ignore[no-untyped-def]
@@ -124,7 +139,7 @@ async def test_list_pages_newest_first(stub) -> None:  # type: ignore[no-untyped
 class TestLimits:
     @pytest.fixture
     def server_settings(self, server_settings):  # type: ignore[no-untyped-def]
-        return dataclasses.replace(server_settings, max_sessions=2)
+        return server_settings.replace(max_sessions=2)
 
     async def test_session_cap_is_resource_exhausted(self, stub) -> None:  # type: ignore[no-untyped-def]
         first = await start(stub)

@@ -170,3 +170,21 @@ async def test_tool_timeout_gives_the_model_an_error(stub) -> None:  # type: ign
     assert done.state == PLAYED and "did not answer" in done.text
     tool_message = (await stub.Get(pb.GetRequest(session=session.name))).session.chat_history[2]
     assert tool_message.role == session_pb2.CHAT_ROLE_TOOL and "did not answer" in tool_message.content
+
+
+async def test_a_call_of_an_unknown_tool_is_answered_to_the_model_not_sent_to_the_client(stub) -> None:  # type: ignore[no-untyped-def]
+    providers = session_pb2.ProvidersConfig()
+    providers.CopyFrom(STAND_IN_PROVIDERS)
+    providers.llm.options.update({"tool_calls": [{"name": "get_weathr", "arguments": {}}],
+                                  "after_tools_template": "Sorry: {tool_results}"})
+    config = session_pb2.SessionConfig(providers=providers, tools=[session_pb2.ToolDefinition(name="get_weather")])
+    session = (await stub.Start(pb.StartRequest(config=config))).session
+    client = await open_stream(stub, session.name)
+    reply = (await stub.Reply(pb.ReplyRequest(session=session.name, user_text="weather?"))).utterance
+    done = await wait_done(stub, session.name, reply.id)
+    assert done.state == PLAYED and "no tool named 'get_weathr'" in done.text and "get_weather" in done.text
+    await client.wait_for(lambda: PLAYED in client.utterance_states(reply.id))  # the stream saw it all
+    assert not client.of("tool_call_requested")  # the client never heard of it
+    tool_message = (await stub.Get(pb.GetRequest(session=session.name))).session.chat_history[2]
+    assert tool_message.role == session_pb2.CHAT_ROLE_TOOL and "no tool named" in tool_message.content
+    await client.aclose()

@@ -29,7 +29,7 @@ async def test_spoken_question_gets_a_spoken_answer(stub) -> None:  # type: igno
     question = await spoken(QUESTION)
     config = session_pb2.SessionConfig(instructions="You are a helpful voice assistant. Answer in one sentence.")
     session = (await stub.Start(pb.StartRequest(config=config))).session
-    assert session.config.providers.stt.name == ""  # the offline defaults
+    assert session.config.providers.stt.name == "whisper"  # the offline defaults, filled in
     client = await open_stream(stub, session.name)
     await client.send_silence(0.5)
     await client.send(question)  # 20 ms chunks in real time

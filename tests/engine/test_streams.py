@@ -10,6 +10,7 @@ import pytest
 
 from parley.providers.workers import Workers
 from parley.sessions.config import ProviderChoice, ProvidersConfig, SessionConfig, ThinkingAudioConfig
+from parley.sessions.limits import RegistryLimits
 from parley.sessions.registry import SessionRegistry
 from parley.sessions.session_types import SessionHooks
 from parley.sessions.states import UtteranceState
@@ -136,7 +137,7 @@ async def test_slow_reader_gets_dropped_frames_reported_not_unbounded_memory(ser
 
 async def test_auto_thinking_sound_plays_while_the_model_thinks() -> None:
     workers = Workers(2)
-    registry = SessionRegistry(workers=workers)
+    registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
     config = SessionConfig(
         providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
                                   vad=ProviderChoice("energy"), llm=ProviderChoice("echo", {"token_delay_ms": 600})),
@@ -158,7 +159,7 @@ async def test_auto_thinking_sound_plays_while_the_model_thinks() -> None:
 
 async def test_embedding_hooks_transform_text_and_observe_audio() -> None:
     workers = Workers(2)
-    registry = SessionRegistry(workers=workers)
+    registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
     frames: list[np.ndarray] = []
 
     async def shout(text: str) -> str:

@@ -19,6 +19,7 @@ STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 def server_settings(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> ServerSettings:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
     return ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING",
+                          allow_stand_in_providers=True,
                           otel_endpoint=receiver.endpoint, otel_protocol="grpc", otel_service_name="parley-test")
 
 

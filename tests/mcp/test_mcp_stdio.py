@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def server_settings(server_settings: ServerSettings) -> ServerSettings:
-    return dataclasses.replace(server_settings, allow_mcp_stdio=True)
+    return server_settings.replace(allow_mcp_stdio=True)
 
 
 def alive(pid: int) -> bool:

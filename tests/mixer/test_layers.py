@@ -91,7 +91,8 @@ def test_lossless_files_decode_to_exact_length_and_samples(tmp_path, fmt, subtyp
     rng = np.random.default_rng(3)
     pcm = rng.integers(-30000, 30000, (44_101, 2), dtype=np.int16)
     path = tmp_path / f"x.{ext}"
-    sf.write(path, pcm, 24000, format=fmt, subtype=subtype)
+    # a float file holds samples in [-1, 1): the int16 values as soundfile decodes them (n / 32768)
+    sf.write(path, pcm / 32768.0 if subtype == "FLOAT" else pcm, 24000, format=fmt, subtype=subtype)
     clip = load_clip(str(path), 24000, channels=2)
     assert clip.frames == 44_101
     assert np.array_equal(clip.pcm, pcm.reshape(-1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from typing import Any
 class Reply:
     """One scripted answer.
 
-    status != 200 sends that status with a JSON error. Otherwise `events`
+    status != 200 sends that status with a JSON error (and `headers`). Otherwise `events`
     (SSE data payloads: dicts are JSON-encoded, strings sent as they are) are
     streamed, then "[DONE]" if `done`. `gate` holds the stream after
     `gate_after` events until it is set; `stall` sends the headers and then
@@ -31,6 +32,7 @@ class Reply:
     stall: bool = False
     gate: asyncio.Event | None = None
     gate_after: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    received: float = field(default_factory=time.monotonic)
 
 
 def text_chunk(text: str, finish: str | None = None) -> dict[str, Any]:
@@ -112,8 +115,9 @@ class StandInOpenAIServer:
         reply = self.replies.pop(0)
         if reply.status != 200:
             payload = json.dumps({"error": {"message": "stand-in failure", "type": "server_error"}}).encode()
+            extra = "".join(f"{key}: {value}\r\n" for key, value in reply.headers.items())
             writer.write(
-                f"HTTP/1.1 {reply.status} Error\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.1 {reply.status} Error\r\nContent-Type: application/json\r\n{extra}"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
                 + payload
             )

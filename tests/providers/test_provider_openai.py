@@ -90,9 +90,9 @@ async def test_sends_tool_results_back_in_openai_form(openai_stand_in: StandInOp
     chunks = await collect(openai(openai_stand_in, workers), history, (WEATHER,))
     assert chunks[0] == TextDelta("Sunny in Oslo.")
     sent = openai_stand_in.requests[0].body["messages"]
-    assert sent[2] == {
+    assert sent[2] == {  # "content": "", never null (llama.cpp's server refuses null)
         "role": "assistant",
-        "content": None,
+        "content": "",
         "tool_calls": [
             {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": call.arguments_json}}
         ],
@@ -251,3 +251,53 @@ def test_request_json_is_plain_json() -> None:
     assert json.loads(json.dumps(body)) == body
     assert body["stream_options"] == {"include_usage": True}
     assert "temperature" not in body and "max_tokens" not in body
+
+
+async def test_429_waits_for_its_retry_after(openai_stand_in: StandInOpenAIServer, workers: Workers) -> None:
+    openai_stand_in.replies += [Reply(status=429, headers={"retry-after-ms": "300"}),
+                                Reply([text_chunk("ok", finish="stop")])]
+    chunks = await collect(openai(openai_stand_in, workers, max_retries=1))
+    assert chunks[0] == TextDelta("ok")
+    first, second = openai_stand_in.requests
+    assert second.received - first.received >= 0.3  # not before the server said
+
+
+async def test_a_retry_after_longer_than_the_longest_wait_fails_at_once(
+    openai_stand_in: StandInOpenAIServer, workers: Workers
+) -> None:
+    openai_stand_in.replies += [Reply(status=429, headers={"retry-after": "120"}), Reply([text_chunk("late")])]
+    with pytest.raises(ProviderError) as err:
+        await collect(openai(openai_stand_in, workers, max_retries=3, max_retry_wait_s=5))
+    assert err.value.kind == "failed" and "429" in err.value.message
+    assert len(openai_stand_in.requests) == 1
+
+
+async def test_a_tool_name_repeated_in_every_chunk_is_taken_once(
+    openai_stand_in: StandInOpenAIServer, workers: Workers
+) -> None:
+    """llama.cpp's server sends function.name with every chunk of a call."""
+    openai_stand_in.replies.append(Reply([
+        tool_chunk(0, id="call_a", name="get_weather", arguments='{"ci'),
+        tool_chunk(0, name="get_weather", arguments='ty": "Oslo"}'),
+        finish_chunk("tool_calls"),
+    ]))  # fmt: skip
+    chunks = await collect(openai(openai_stand_in, workers), tools=(WEATHER,))
+    assert chunks[0] == ToolCall("call_a", "get_weather", '{"city": "Oslo"}')
+
+
+async def test_tool_choice_forces_the_first_round_only(openai_stand_in: StandInOpenAIServer, workers: Workers) -> None:
+    openai_stand_in.replies += [Reply([text_chunk("a", finish="stop")]), Reply([text_chunk("b", finish="stop")])]
+    await collect(openai(openai_stand_in, workers, tool_choice="get_weather"), tools=(WEATHER,))
+    call = ToolCall("call_a", "get_weather", '{"city": "Oslo"}')
+    answered = ASK + [ChatMessage(Role.ASSISTANT, "", tool_calls=[call]),
+                      ChatMessage(Role.TOOL, '{"sky": "clear"}', tool_call_id="call_a")]
+    await collect(openai(openai_stand_in, workers, tool_choice="get_weather"), answered, (WEATHER,))
+    first, later = (r.body for r in openai_stand_in.requests)
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert "tool_choice" not in later  # answering the tool's result, the model speaks freely
+
+
+def test_a_bad_tool_choice_is_rejected(workers: Workers) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        registry.build("llm", "openai", {"base_url": "http://127.0.0.1:9/v1", "tool_choice": "a b"}, workers=workers)
+    assert err.value.field == "config.providers.llm.options.tool_choice"

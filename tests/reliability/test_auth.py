@@ -40,7 +40,7 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
 def server_settings(server_settings: ServerSettings, tmp_path: Path) -> ServerSettings:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"# token principal\n{ALICE} alice\n")
-    return dataclasses.replace(server_settings, auth_tokens_file=str(tokens), auth_tokens=json.dumps({BOB: "bob"}))
+    return server_settings.replace(auth_tokens_file=str(tokens), auth_tokens=json.dumps({BOB: "bob"}))
 
 
 async def test_missing_or_wrong_token_is_unauthenticated(stub) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +53,15 @@ async def test_missing_or_wrong_token_is_unauthenticated(stub) -> None:  # type:
     # a token from the file and one from the variable both work
     assert (await stub.List(pb.ListRequest(), metadata=bearer(ALICE))).sessions == []
     assert (await stub.List(pb.ListRequest(), metadata=bearer(BOB))).sessions == []
+
+
+async def test_authentication_comes_before_decoding(channel) -> None:  # type: ignore[no-untyped-def]
+    """Garbage without a token is UNAUTHENTICATED, not a hint about the request's shape."""
+    garbage = bytes([0xFF, 0xFE, 0x07])
+    for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED), (bearer(ALICE), grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await channel.unary_unary("/parley.v1.AgentSessionService/Get")(garbage, metadata=metadata)
+        assert err.value.code() is code
 
 
 async def test_health_and_reflection_stay_open(channel) -> None:  # type: ignore[no-untyped-def]
@@ -163,7 +172,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 async def tls_server(pki: Pki, request: pytest.FixtureRequest) -> AsyncIterator[ParleyServer]:
     mutual = request.param
     settings = ServerSettings(host="127.0.0.1", port=0, log_level="WARNING", shutdown_grace=1.0,
-                              tls_cert=str(pki.server_cert), tls_key=str(pki.server_key),
+                              allow_stand_in_providers=True, tls_cert=str(pki.server_cert), tls_key=str(pki.server_key),
                               tls_client_ca=str(pki.ca_file) if mutual else "")
     server = ParleyServer(settings)
     await server.start()

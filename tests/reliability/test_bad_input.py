@@ -180,6 +180,20 @@ async def result_twice(c: Ctx) -> Outcome:
         pb.SubmitToolResultRequest(session=session, tool_call_id="call_0", result="43")))
 
 
+async def reused_say_id(c: Ctx) -> Outcome:
+    await c.stub.Say(pb.SayRequest(session=c.session, text="one", request_id="say-once"))
+    return await outcome_of(c.stub.Say(pb.SayRequest(session=c.session, text="two", request_id="say-once")))
+
+
+async def reused_start_id(c: Ctx) -> Outcome:
+    def start(instructions: str) -> pb.StartRequest:
+        return pb.StartRequest(request_id="start-once", config=session_pb2.SessionConfig(
+            instructions=instructions, providers=STAND_IN_PROVIDERS))
+
+    await c.stub.Start(start("be brief"))
+    return await outcome_of(c.stub.Start(start("be verbose")))
+
+
 def tools(n: int) -> list[session_pb2.ToolDefinition]:
     return [session_pb2.ToolDefinition(name=f"tool{i}") for i in range(n)]
 
@@ -204,6 +218,11 @@ ROWS = [
     Row("input rate too low", stream(cfg(sample_rate_hz=4000)), INVALID, field="config.input_format.sample_rate_hz"),
     Row("input rate too high", stream(cfg(sample_rate_hz=96000)), INVALID,
         field="config.input_format.sample_rate_hz"),
+    Row("input rate 7999 followed at once by audio", stream(cfg(sample_rate_hz=7999), *[chunk(SILENCE_20MS)] * 20),
+        INVALID, field="config.input_format.sample_rate_hz"),
+    Row("input rate 192000 followed at once by audio", stream(cfg(sample_rate_hz=192000),
+                                                              *[chunk(SILENCE_20MS)] * 20),
+        INVALID, field="config.input_format.sample_rate_hz"),
     Row("negative input rate", stream(cfg(sample_rate_hz=-16000)), INVALID,
         field="config.input_format.sample_rate_hz"),
     Row("three input channels", stream(cfg(channels=3)), INVALID, field="config.input_format.channels"),
@@ -266,7 +285,15 @@ ROWS = [
     Row("file source at Start",
         start(background_audio=session_pb2.BackgroundAudioConfig(layer=session_pb2.AudioLayerConfig(source="/etc/passwd"))),
         INVALID, field="config.background_audio.layer.source"),
+    Row("text file as background at Start", start(background_audio=session_pb2.BackgroundAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="notes.txt"))), INVALID, field="config.background_audio.layer.source"),
+    Row("corrupt file as thinking sound at Start", start(thinking_audio=session_pb2.ThinkingAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="corrupt.wav"))), INVALID, field="config.thinking_audio.layer.source"),
+    Row("unknown builtin at Start", start(background_audio=session_pb2.BackgroundAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="builtin:nope"))), INVALID, field="config.background_audio.layer.source"),
     Row("a file in the audio folder plays", bg(source="tone.wav"), OK),
+    Row("a file in the audio folder is accepted at Start", start(background_audio=session_pb2.BackgroundAudioConfig(
+        layer=session_pb2.AudioLayerConfig(source="tone.wav"))), OK),
     # tools
     Row("unknown tool call id", unary("SubmitToolResult", pb.SubmitToolResultRequest, tool_call_id="call_x",
                                       result="1"), INVALID, field="tool_call_id"),
@@ -281,8 +308,16 @@ ROWS = [
     Row("watchers over max_subscribers", too_many_watchers, EXHAUSTED, limit="max_subscribers"),
     Row("requests over the per-session rate", burst, EXHAUSTED, limit="max_requests_per_second"),
     Row("sessions over max_sessions_per_principal", many_sessions, EXHAUSTED, limit="max_sessions_per_principal"),
+    Row("null provider option", start(providers=session_pb2.ProvidersConfig(
+        tts=session_pb2.ProviderSpec(name="tone", options={"frequency": None}), stt=STAND_IN_PROVIDERS.stt,
+        vad=STAND_IN_PROVIDERS.vad, llm=STAND_IN_PROVIDERS.llm)), INVALID,
+        field="config.providers.tts.options.frequency"),
     Row("unknown provider", start(providers=session_pb2.ProvidersConfig(tts=session_pb2.ProviderSpec(name="x"))),
         INVALID, field="config.providers.tts.name"),
+    # idempotency (AIP-155): a request_id names one request
+    Row("request_id reused for another Say", reused_say_id, INVALID, field="request_id", reason="REQUEST_ID_REUSED"),
+    Row("request_id reused for another Start config", reused_start_id, INVALID, field="request_id",
+        reason="REQUEST_ID_REUSED"),
     # state
     Row("interrupt on an idle session", unary("Interrupt", pb.InterruptRequest), OK),
     Row("unknown utterance id", unary("WaitUtterance", pb.WaitUtteranceRequest, utterance_id="u999"), INVALID,
@@ -325,6 +360,7 @@ def make_audio_dir(root: Path) -> Path:
     sf.write(folder / "tone.wav", (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 8000, subtype="PCM_16")
     sf.write(folder / "big.wav", np.zeros(20_000, np.int16), 16000, subtype="PCM_16")
     (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    (folder / "notes.txt").write_text("not audio at all\n")
     return folder
 
 
@@ -332,7 +368,7 @@ def make_audio_dir(root: Path) -> Path:
 async def table(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Table]:
     folder = make_audio_dir(tmp_path_factory.mktemp("bad-input"))
     settings = ServerSettings(host="127.0.0.1", port=0, log_level="WARNING", shutdown_grace=1.0,
-                              audio_dir=str(folder), **LIMITS)
+                              allow_stand_in_providers=True, audio_dir=str(folder), **LIMITS)
     with ErrorLog() as errors:
         server = ParleyServer(settings)
         await server.start()
@@ -356,7 +392,7 @@ async def test_bad_input(table: Table, row: Row) -> None:
     try:
         outcome = await row.call(Ctx(stub, table.server, session))
     finally:
-        for other in (await stub.List(pb.ListRequest(page_size=100))).sessions:  # leave only the control session
+        for other in (await stub.List(pb.ListRequest(page_size=20))).sessions:  # leave only the control session
             if other.name != table.control and other.status == session_pb2.SESSION_STATUS_ACTIVE:
                 await stub.Close(pb.CloseRequest(session=other.name))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 
 import grpc
@@ -26,7 +25,7 @@ PLAYED, INTERRUPTED, FAILED = (
 
 @pytest.fixture
 def server_settings(server_settings: ServerSettings) -> ServerSettings:
-    return dataclasses.replace(server_settings, provider_stall_seconds=STALL_SECONDS, stream_frame_buffer=5)
+    return server_settings.replace(provider_stall_seconds=STALL_SECONDS, stream_frame_buffer=5)
 
 
 def faulty(stage: str, fault: str) -> session_pb2.ProvidersConfig:
@@ -180,7 +179,7 @@ async def test_a_stalled_reader_loses_frames_not_the_session(server, stub) -> No
 
 
 async def test_sigterm_while_streaming_ends_the_stream_cleanly_and_exits_zero() -> None:
-    async with server_process() as (proc, channel):
+    async with server_process("--allow-stand-in-providers") as (proc, channel):
         stub = pb_grpc.AgentSessionServiceStub(channel)
         session = await start(stub)
         stream = await open_stream(stub, session)

@@ -119,7 +119,8 @@ class ThreadedServer:
         self._thread = threading.Thread(target=self.loop.run_forever, name="fuzzed-server", daemon=True)
         self._thread.start()
         settings_ = ServerSettings(host="127.0.0.1", port=0, log_level="WARNING", shutdown_grace=1.0,
-                                   max_message_bytes=64 * 1024, provider_stall_seconds=2.0)
+                                   max_message_bytes=64 * 1024, provider_stall_seconds=2.0,
+                                   allow_stand_in_providers=True)
         self.server = self._run(self._make(settings_))
         self.port = self._run(self.server.start())
 

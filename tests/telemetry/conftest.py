@@ -18,4 +18,5 @@ def export_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def server_settings(receiver: Receiver, export_env: None) -> ServerSettings:
     return ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING",
+                          allow_stand_in_providers=True,
                           otel_endpoint=receiver.endpoint, otel_protocol="grpc", otel_service_name="parley-test")

@@ -32,7 +32,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 @pytest.fixture
 def server_settings() -> ServerSettings:
     return ServerSettings(host="127.0.0.1", port=0, reap_interval=0.05, shutdown_grace=1.0, log_level="WARNING",
-                          auth_tokens=f"{TOKEN} web-tester")
+                          allow_stand_in_providers=True, auth_tokens=f"{TOKEN} web-tester")
 
 
 @contextlib.asynccontextmanager

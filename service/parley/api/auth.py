@@ -20,23 +20,22 @@ import contextvars
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from parley.api.interceptors import ALWAYS_OPEN, _aborting_handler
-from parley.api.status import to_status
+from parley.api.interceptors import CallInterceptor, aborting, with_prologue
 from parley.errors import Unauthenticated
-from parley.settings import ServerSettings
+from parley.settings import ServerSettings, StartupError
 
 _PRINCIPAL: contextvars.ContextVar[str] = contextvars.ContextVar("parley_principal", default="")
 _BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
 PRINCIPAL_NAME = re.compile(r"^[A-Za-z0-9._@:/-]{1,128}$")
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(StartupError, ValueError):
     """The token configuration cannot be used; the server refuses to start."""
 
 
@@ -82,17 +81,17 @@ def parse_tokens(text: str, source: str) -> dict[str, str]:
 
 def load_tokens(settings: ServerSettings) -> dict[str, str]:
     """Every configured token; the file and the variable may both contribute."""
-    tokens = parse_tokens(settings.auth_tokens, "PARLEY_AUTH_TOKENS")
+    tokens = parse_tokens(settings.auth_tokens, "--auth-tokens (PARLEY_AUTH_TOKENS)")
     if settings.auth_tokens_file:
         try:
             text = Path(settings.auth_tokens_file).read_text()
         except OSError as exc:
             raise AuthConfigError(
-                f"cannot read --auth-tokens-file {settings.auth_tokens_file!r}: {exc.strerror}"
+                f"--auth-tokens-file: cannot read {settings.auth_tokens_file!r}: {exc.strerror}"
             ) from None
-        for token, principal in parse_tokens(text, settings.auth_tokens_file).items():
+        for token, principal in parse_tokens(text, f"--auth-tokens-file {settings.auth_tokens_file!r}").items():
             if tokens.setdefault(token, principal) != principal:
-                raise AuthConfigError("a token maps to two principals")
+                raise AuthConfigError("--auth-tokens-file: a token maps to two principals")
     return tokens
 
 
@@ -111,26 +110,22 @@ class TokenTable:
         return found
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(CallInterceptor):
     """Authenticates every call (but health and reflection) and runs it as its principal."""
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
         self._table = TokenTable(tokens)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(ALWAYS_OPEN):
-            return handler
+    def intercept(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         principal = self._authenticate(details.invocation_metadata or ())
         if principal is None:
-            status = to_status(Unauthenticated("a valid 'authorization: Bearer <token>' is required",
-                                               reason="BAD_TOKEN"))
-            return _aborting_handler(handler, status)
-        return _as_principal(handler, principal)
+            return aborting(handler, Unauthenticated("a valid 'authorization: Bearer <token>' is required",
+                                                     reason="BAD_TOKEN"))
+
+        async def as_principal(request: Any, context: grpc.aio.ServicerContext) -> None:
+            _PRINCIPAL.set(principal)
+
+        return with_prologue(handler, as_principal)
 
     def _authenticate(self, metadata: Any) -> str | None:
         values = [value for key, value in metadata if key == "authorization"]
@@ -138,30 +133,3 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return None
         match = _BEARER.match(values[0])
         return self._table.principal(match.group(1)) if match else None
-
-
-def _as_principal(handler: grpc.RpcMethodHandler, principal: str) -> grpc.RpcMethodHandler:
-    """The same handler, with `current_principal()` returning `principal` inside it.
-
-    Each call runs in its own task, so the context variable set here is seen
-    by that call only.
-    """
-    kwargs = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
-    if handler.unary_unary or handler.stream_unary:
-        inner = handler.unary_unary or handler.stream_unary
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            _PRINCIPAL.set(principal)
-            return await inner(request, context)
-
-        make = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
-        return make(unary, **kwargs)
-    streaming_inner = handler.unary_stream or handler.stream_stream
-
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _PRINCIPAL.set(principal)
-        async for item in streaming_inner(request, context):
-            yield item
-
-    make = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-    return make(streaming, **kwargs)

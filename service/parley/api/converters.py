@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
 from parley.errors import InvalidArgument
+from parley.providers import registry as providers
 from parley.sessions import config as cfg
 from parley.sessions import events as ev
 from parley.sessions.layers import LayerStatus
@@ -19,6 +21,14 @@ from parley.sessions.utterance import UtteranceSnapshot
 from parley.v1 import agent_session_service_pb2, audio_pb2, events_pb2, session_pb2
 
 # -- helpers ----------------------------------------------------------------
+
+
+def request_fingerprint(request: Any) -> bytes:
+    """What identifies a request for idempotency: a hash of its fields but request_id (map order ignored)."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.ClearField("request_id")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
 
 
 def enum_from_proto(enum_cls: Any, proto_enum: Any, value: int, field: str, default: Any) -> Any:
@@ -233,14 +243,16 @@ def _layer_to_proto(layer: cfg.AudioLayerConfig) -> session_pb2.AudioLayerConfig
 def config_to_proto(config: cfg.SessionConfig, idle_ttl_seconds: float) -> session_pb2.SessionConfig:
     p = config.providers
 
-    def spec(choice: cfg.ProviderChoice) -> session_pb2.ProviderSpec:
-        return session_pb2.ProviderSpec(name=choice.name, options=dict_to_struct(choice.options))
+    def spec(stage: str) -> session_pb2.ProviderSpec:
+        choice = getattr(p, stage)
+        return session_pb2.ProviderSpec(
+            name=choice.name, options=dict_to_struct(providers.shown_options(stage, choice.name, choice.options)))
 
     i, t = config.interruption, config.turn_detection
     return session_pb2.SessionConfig(
         instructions=config.instructions,
         providers=session_pb2.ProvidersConfig(
-            stt=spec(p.stt), tts=spec(p.tts), llm=spec(p.llm), vad=spec(p.vad), turn_detector=spec(p.turn_detector)
+            stt=spec("stt"), tts=spec("tts"), llm=spec("llm"), vad=spec("vad"), turn_detector=spec("turn_detector")
         ),
         voice=config.voice,
         interruption=session_pb2.InterruptionConfig(

@@ -1,20 +1,60 @@
-"""Cross-cutting concerns of every call."""
+"""Cross-cutting concerns of every call: the base every interceptor of ours shares, and draining.
+
+An interceptor here is a `CallInterceptor`: the base resolves the method's
+handler, leaves unknown methods (and, unless it says otherwise, health and
+reflection) alone, and hands the rest to `intercept()`, which returns a
+handler of the same shape. The helpers build such handlers: one that only
+aborts, one that runs a prologue in the call's own task before the method,
+one with another behaviour or request decoder.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from parley.api.status import to_status
-from parley.errors import Unavailable
+from parley.errors import ParleyError, Unavailable
 
 ALWAYS_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+Prologue = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 
-def _aborting_handler(handler: grpc.RpcMethodHandler, status: grpc.Status) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as `handler` that only aborts with `status`."""
+
+def behavior_of(handler: grpc.RpcMethodHandler) -> Behavior:
+    return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+
+
+def rebuild(handler: grpc.RpcMethodHandler, *, behavior: Behavior | None = None,
+            request_deserializer: Callable[[bytes], Any] | None = None) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler`, with another behaviour and/or request decoder."""
+    kwargs = dict(request_deserializer=request_deserializer or handler.request_deserializer,
+                  response_serializer=handler.response_serializer)
+    behavior = behavior or behavior_of(handler)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(behavior, **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(behavior, **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(behavior, **kwargs)
+    return grpc.stream_stream_rpc_method_handler(behavior, **kwargs)
+
+
+def responds_with_stream(handler: grpc.RpcMethodHandler) -> bool:
+    return bool(handler.unary_stream or handler.stream_stream)
+
+
+def _ignore(data: bytes) -> None:
+    return None
+
+
+def aborting(handler: grpc.RpcMethodHandler, error: ParleyError) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler` that only answers `error` (it never decodes the request)."""
+    status = to_status(error)
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort_with_status(status)
@@ -23,21 +63,45 @@ def _aborting_handler(handler: grpc.RpcMethodHandler, status: grpc.Status) -> gr
         await context.abort_with_status(status)
         yield  # pragma: no cover - makes this an async generator
 
-    kwargs = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming, **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary, **kwargs)
-    return grpc.stream_stream_rpc_method_handler(streaming, **kwargs)
+    return rebuild(handler, behavior=streaming if responds_with_stream(handler) else unary,
+                   request_deserializer=_ignore)
 
 
-class DrainInterceptor(grpc.aio.ServerInterceptor):
-    """While the server drains, new calls (but health and reflection) get UNAVAILABLE."""
+def with_prologue(handler: grpc.RpcMethodHandler, prologue: Prologue) -> grpc.RpcMethodHandler:
+    """The same handler, awaiting `prologue(request, context)` first, in the call's own task.
 
-    def __init__(self) -> None:
-        self.draining = False
+    Context variables the prologue sets are seen by that call only. A
+    ParleyError raised by the prologue or the method ends the call with that
+    error's status.
+    """
+    inner = behavior_of(handler)
+    if responds_with_stream(handler) and inspect.isasyncgenfunction(inner):
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                await prologue(request, context)
+                async for item in inner(request, context):
+                    yield item
+            except ParleyError as exc:
+                await context.abort_with_status(to_status(exc))
+
+        return rebuild(handler, behavior=streaming)
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:  # returns a response, or writes them
+        try:
+            await prologue(request, context)
+            return await inner(request, context)
+        except ParleyError as exc:
+            await context.abort_with_status(to_status(exc))
+
+    return rebuild(handler, behavior=call)
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """The prologue all our interceptors share; subclasses implement `intercept`."""
+
+    covers_open_methods = False
+    """True: health and reflection calls are intercepted too."""
 
     async def intercept_service(
         self,
@@ -45,6 +109,21 @@ class DrainInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if self.draining and handler is not None and not details.method.startswith(ALWAYS_OPEN):
-            return _aborting_handler(handler, to_status(Unavailable("the server is draining", reason="DRAINING")))
+        if handler is None or (not self.covers_open_methods and details.method.startswith(ALWAYS_OPEN)):
+            return handler
+        return self.intercept(handler, details)
+
+    def intercept(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class DrainInterceptor(CallInterceptor):
+    """While the server drains, new calls (but health and reflection) get UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def intercept(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        if self.draining:
+            return aborting(handler, Unavailable("the server is draining", reason="DRAINING"))
         return handler

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 
 from parley.api import converters as conv
 from parley.api.auth import current_principal
+from parley.api.call_tracing import join_session_trace
 from parley.api.status import maps_errors
 from parley.errors import InvalidArgument
-from parley.sessions.registry import SessionRegistry
+from parley.sessions.registry import AnySession, SessionRegistry
 from parley.sessions.session import Session
 from parley.sessions.session_types import BusyPolicy
 from parley.sessions.stream import AttachedStream, OutFrame
@@ -25,12 +27,25 @@ def owner_of(context: grpc.aio.ServicerContext) -> str:
     return current_principal()
 
 
+async def _once(session: Session, method: str, request: Any, action: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a mutating call once per request_id; the id reused with another request is INVALID_ARGUMENT."""
+    return await session.idempotent(method, request.request_id, action, conv.request_fingerprint(request))
+
+
 class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     def __init__(self, registry: SessionRegistry) -> None:
         self.registry = registry
 
+    def _session(self, name: str, context: grpc.aio.ServicerContext, field: str = "session") -> AnySession:
+        """The caller's session by name; a traced call joins its trace."""
+        session = self.registry.get(name, owner=owner_of(context), field=field)
+        if isinstance(session, Session):
+            join_session_trace(session.telemetry)
+        return session
+
     def _active(self, name: str, context: grpc.aio.ServicerContext, field: str = "session") -> Session:
-        return self.registry.get_active(name, owner=owner_of(context), field=field)
+        """The caller's open session (FailedPrecondition once closed), counted against its request rate."""
+        return self.registry.use(self._session(name, context, field))
 
     @staticmethod
     def _session_proto(session: Session, *, full: bool = True):  # type: ignore[no-untyped-def]
@@ -41,12 +56,13 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     @maps_errors
     async def Start(self, request: pb.StartRequest, context: grpc.aio.ServicerContext) -> pb.StartResponse:
         config = conv.config_from_proto(request.config)
-        session = await self.registry.start(config, owner=owner_of(context), request_id=request.request_id)
+        session = await self.registry.start(config, owner=owner_of(context), request_id=request.request_id,
+                                            fingerprint=conv.request_fingerprint(request))
         return pb.StartResponse(session=self._session_proto(session))
 
     @maps_errors
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
-        session = self.registry.get(request.session, owner=owner_of(context))
+        session = self._session(request.session, context)
         return pb.GetResponse(session=self._session_proto(session))
 
     @maps_errors
@@ -59,6 +75,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     @maps_errors
     async def Close(self, request: pb.CloseRequest, context: grpc.aio.ServicerContext) -> pb.CloseResponse:
         farewell = conv.farewell_from_proto(request)
+        self._session(request.session, context)
         session = await self.registry.close(
             request.session, owner=owner_of(context), reason=request.reason,
             farewell=farewell[0] if farewell else None, farewell_timeout=farewell[1] if farewell else 0.0,
@@ -76,7 +93,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         async def say():  # type: ignore[no-untyped-def]
             return session.say(request.text, interruptible=interruptible, add_to_context=add_to_context)
 
-        utterance = await session.idempotent("Say", request.request_id, say)
+        utterance = await _once(session, "Say", request, say)
         return pb.SayResponse(utterance=conv.utterance_to_proto(utterance.snapshot()))
 
     @maps_errors
@@ -90,7 +107,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
                 instructions=request.instructions, user_text=request.user_text, busy=busy, interruptible=interruptible
             )
 
-        utterance = await session.idempotent("Reply", request.request_id, reply)
+        utterance = await _once(session, "Reply", request, reply)
         return pb.ReplyResponse(utterance=conv.utterance_to_proto(utterance.snapshot()))
 
     @maps_errors
@@ -101,14 +118,14 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         async def interrupt():  # type: ignore[no-untyped-def]
             return session.interrupt(force=request.force, include_queued=scope, fade_ms=request.fade_ms)
 
-        cut = await session.idempotent("Interrupt", request.request_id, interrupt)
+        cut = await _once(session, "Interrupt", request, interrupt)
         return pb.InterruptResponse(interrupted=[conv.utterance_to_proto(u.snapshot()) for u in cut])
 
     @maps_errors
     async def WaitUtterance(
         self, request: pb.WaitUtteranceRequest, context: grpc.aio.ServicerContext
     ) -> pb.WaitUtteranceResponse:
-        session = self.registry.get(request.session, owner=owner_of(context))
+        session = self._session(request.session, context)
         snapshot = await session.wait_utterance(request.utterance_id)
         return pb.WaitUtteranceResponse(utterance=conv.utterance_to_proto(snapshot))
 
@@ -125,7 +142,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
             text = request.result if outcome == "result" else request.error
             return session.submit_tool_result(request.tool_call_id, text, outcome == "error")
 
-        call = await session.idempotent("SubmitToolResult", request.request_id, submit)
+        call = await _once(session, "SubmitToolResult", request, submit)
         return pb.SubmitToolResultResponse(call=conv.tool_call_to_proto(call))
 
     # -- layers ----------------------------------------------------------------------------
@@ -136,10 +153,8 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     ) -> pb.PlayBackgroundAudioResponse:
         session = self._active(request.session, context)
         layer = conv.layer_from_proto(request.layer, "layer") if request.HasField("layer") else None
-        status = await session.idempotent(
-            "PlayBackgroundAudio", request.request_id,
-            lambda: session.play_background(layer, request.override_thinking),
-        )
+        status = await _once(session, "PlayBackgroundAudio", request,
+                             lambda: session.play_background(layer, request.override_thinking))
         return pb.PlayBackgroundAudioResponse(background_audio=conv.layer_status_to_proto(status))
 
     @maps_errors
@@ -156,10 +171,8 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     ) -> pb.StartThinkingAudioResponse:
         session = self._active(request.session, context)
         layer = conv.layer_from_proto(request.layer, "layer") if request.HasField("layer") else None
-        status = await session.idempotent(
-            "StartThinkingAudio", request.request_id,
-            lambda: session.start_thinking(layer, request.layer_over_background),
-        )
+        status = await _once(session, "StartThinkingAudio", request,
+                             lambda: session.start_thinking(layer, request.layer_over_background))
         return pb.StartThinkingAudioResponse(thinking_audio=conv.layer_status_to_proto(status))
 
     @maps_errors

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import grpc
 
-from parley.settings import ServerSettings
+from parley.settings import ServerSettings, StartupError
 
 
-class TlsConfigError(ValueError):
+class TlsConfigError(StartupError, ValueError):
     """The transport settings cannot be used; the server refuses to start."""
 
 

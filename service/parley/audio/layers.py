@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from parley.audio.pcm import PcmLike, as_int16, fit_length
+from parley.audio.pcm import PcmLike, as_int16, fit_length, float_to_int16
 from parley.errors import InvalidArgument
 
 #: Built-in sounds, by the name used in "builtin:<name>" sources.
@@ -51,6 +51,15 @@ class Clip:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+
+def is_builtin_source(source: str) -> bool:
+    """"" (the layer's own sound) or "builtin:<name>"."""
+    return not source or source.startswith("builtin:")
+
+
+def is_known_builtin(source: str) -> bool:
+    return not source or source.removeprefix("builtin:") in BUILTIN_SOUNDS
 
 
 def load_clip(
@@ -95,23 +104,20 @@ def load_clip(
 
     try:
         with sf.SoundFile(opened) as f:
-            in_rate, in_channels, frames = f.samplerate, f.channels, f.frames
+            in_rate, frames = f.samplerate, f.frames
             if frames / in_rate > max_seconds:
                 raise InvalidArgument(
                     field, f"{name!r} lasts {frames / in_rate:.1f} s, over the limit of {max_seconds:g} s"
                 )
-            direct = in_rate == sample_rate and in_channels == channels
-            data_arr = f.read(dtype="int16" if direct else "float64", always_2d=True)
+            # always decoded as float: libsndfile hands a float file to an int16 read unscaled (silence)
+            data_arr = f.read(dtype="float64", always_2d=True)
     except InvalidArgument:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise InvalidArgument(field, f"unsupported or corrupt audio file {name!r}: {exc}") from None
     if len(data_arr) == 0:
         raise InvalidArgument(field, f"{name!r} holds no audio samples")
-    if direct:
-        pcm = data_arr.reshape(-1)
-    else:
-        pcm = _convert(data_arr, in_rate, sample_rate, channels, looping)
+    pcm = _convert(data_arr, in_rate, sample_rate, channels, looping)
     return _freeze(pcm, sample_rate, channels, name)
 
 
@@ -164,8 +170,7 @@ def _convert(x: np.ndarray, in_rate: int, out_rate: int, channels: int, looping:
             x = mono if channels == 1 else np.repeat(mono, 2, axis=1)
     if in_rate != out_rate:
         x = _resample_loop(x, in_rate, out_rate) if looping else _resample_once(x, in_rate, out_rate)
-    # soundfile reads int16 as n / 32768; invert that exactly, saturating overshoot.
-    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16).reshape(-1)
+    return float_to_int16(x).reshape(-1)
 
 
 def _resample_once(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:

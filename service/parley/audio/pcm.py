@@ -44,6 +44,15 @@ def as_int16(pcm: PcmLike, channels: int = 1, field: str = "pcm") -> np.ndarray:
     return arr
 
 
+def float_to_int16(x: np.ndarray) -> np.ndarray:
+    """Samples in [-1, 1) (as soundfile decodes any file) -> int16 of the same shape, rounded and saturated.
+
+    soundfile decodes 16-bit PCM to n / 32768, so this is its exact inverse
+    there; float, 24- and 32-bit files are converted, never reinterpreted.
+    """
+    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def to_bytes(pcm: np.ndarray) -> bytes:
     """int16 samples as native-endian bytes."""
     return np.ascontiguousarray(pcm, dtype=np.int16).tobytes()

@@ -27,22 +27,38 @@ class Opt:
     items: type | None = None
     """For a list option, the type every element must have."""
     help: str = ""
+    secret: bool = False
+    """Never shown back to clients (Get shows "<redacted>")."""
 
 
 Schema = Mapping[str, Opt]
 
 
+REDACTED = "<redacted>"
+
+
 def validate(schema: Schema, options: Mapping[str, Any], field: str) -> dict[str, Any]:
-    """Options with defaults filled in; raises InvalidArgument naming `field.key`."""
-    for key in options:
+    """Options with defaults filled in; raises InvalidArgument naming `field.key`.
+
+    An option may be left out (it takes its default) but not sent as null.
+    """
+    for key, value in options.items():
         if key not in schema:
             known = ", ".join(sorted(schema)) or "none"
             raise InvalidArgument(f"{field}.{key}", f"unknown option (known: {known})")
+        if value is None:
+            raise InvalidArgument(f"{field}.{key}", "must not be null; leave the option out for its default")
     out: dict[str, Any] = {}
     for key, opt in schema.items():
         value = options.get(key, opt.default)
         out[key] = value if value is None else _check(opt, value, f"{field}.{key}")
     return out
+
+
+def shown(schema: Schema, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as a client may see them: unset ones left out, secrets redacted."""
+    return {key: REDACTED if key in schema and schema[key].secret and value else value
+            for key, value in options.items() if value is not None}
 
 
 def _check(opt: Opt, value: Any, field: str) -> Any:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parley.errors import InvalidArgument
-from parley.providers.options import validate
+from parley.providers.options import shown, validate
 from parley.providers.workers import Workers
 
 log = logging.getLogger("parley.providers")
@@ -70,26 +70,61 @@ def default_name(stage: str) -> str:
     return DEFAULTS[stage]
 
 
+def stand_ins(stage: str) -> list[str]:
+    """The stage's stand-in providers (fakes for tests and benchmarks, with fault injection)."""
+    return sorted(name for name, entry in _stage(stage).items() if entry.stand_in)
+
+
+def resolve(stage: str, name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The provider name in use ("" picks the stage's default) and its options, every default filled in.
+
+    Options without a default (None) stay out; the provider sees them as None.
+
+    InvalidArgument names the bad field of config.providers.
+    """
+    field = f"config.providers.{stage}"
+    name = name or default_name(stage)
+    module = _module(stage, name)
+    checked = validate(module.OPTIONS, options, f"{field}.options")
+    effective = getattr(module, "effective_options", None)  # defaults a provider takes from its environment
+    if effective is not None:
+        checked = effective(checked)
+    return name, {key: value for key, value in checked.items() if value is not None}  # None: left unset
+
+
 def build(stage: str, name: str, options: dict[str, Any], *, voice: str = "", workers: Workers) -> Any:
     """A provider for `stage`; InvalidArgument names the bad field of config.providers."""
+    name, resolved = resolve(stage, name, options)
+    module = _module(stage, name)
+    class_name = _stage(stage)[name].target.split(":")[1]
+    return getattr(module, class_name)(validate(module.OPTIONS, resolved, ""), voice=voice, workers=workers)
+
+
+def shown_options(stage: str, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A provider's options as Get shows them (secrets redacted, unset ones left out)."""
+    try:
+        schema = _module(stage, name or default_name(stage)).OPTIONS
+    except InvalidArgument:
+        schema = {}
+    return shown(schema, options)
+
+
+def _module(stage: str, name: str) -> Any:
     field = f"config.providers.{stage}"
     entries = _stage(stage)
-    name = name or DEFAULTS[stage]
     entry = entries.get(name)
     if entry is None:
         raise InvalidArgument(
             f"{field}.name", f"unknown {stage} provider {name!r} (known: {', '.join(sorted(entries))})"
         )
-    module_name, class_name = entry.target.split(":")
+    module_name = entry.target.split(":")[0]
     try:
-        module = importlib.import_module(f"parley.providers.{module_name}")
+        return importlib.import_module(f"parley.providers.{module_name}")
     except ImportError as exc:
         hint = f"; install it with: pip install 'parley[{entry.extra}]'" if entry.extra else ""
         raise InvalidArgument(
             f"{field}.name", f"{stage} provider {name!r} is not installed ({exc.name}){hint}"
         ) from exc
-    checked = validate(module.OPTIONS, options, f"{field}.options")
-    return getattr(module, class_name)(checked, voice=voice, workers=workers)
 
 
 async def warm_up_defaults(workers: Workers) -> None:

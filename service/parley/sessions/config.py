@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
@@ -21,6 +21,53 @@ TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_GAIN = 2.0
 MAX_DUCK_DB = 40.0
 MAX_FADE_MS = 10_000
+
+
+# -- what a field allows, declared next to it --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number in [low, high] (low excluded when `low_open`); None passes when `optional`."""
+
+    low: float
+    high: float
+    unit: str = ""
+    low_open: bool = False
+    optional: bool = False
+
+    def check(self, value: Any, path: str) -> None:
+        if value is None and self.optional:
+            return
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value > self.high or value < self.low or (self.low_open and value == self.low):
+            raise InvalidArgument(path, f"must be {self.describe()}, got {value!r}")
+
+    def describe(self) -> str:
+        low = f"{self.low:g}" if not self.low_open else f"over {self.low:g} and up to "
+        return f"{low}{'' if self.low_open else '..'}{self.high:g}{' ' + self.unit if self.unit else ''}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    choices: tuple[Any, ...]
+
+    def check(self, value: Any, path: str) -> None:
+        if value not in self.choices:
+            raise InvalidArgument(path, f"must be one of {self.choices}, got {value!r}")
+
+
+def allowed(default: Any, rule: Range | OneOf) -> Any:
+    """A config field with its default and what it allows; `validate` checks every such field."""
+    return field(default=default, metadata={"allowed": rule})
+
+
+def seconds(high: float, *, positive: bool = False, optional: bool = False) -> Range:
+    return Range(0.0, high, "seconds", low_open=positive, optional=optional)
+
+
+FADE = Range(0, MAX_FADE_MS, "ms")
+GAIN = Range(0.0, MAX_GAIN, "(linear gain)", optional=True)
 
 
 class InterruptionMode(Enum):
@@ -55,16 +102,16 @@ class ProvidersConfig:
 @dataclass(frozen=True)
 class InterruptionConfig:
     mode: InterruptionMode = InterruptionMode.HYBRID
-    min_duration_seconds: float = 0.5
-    min_words: int = 2
-    false_interruption_pause_seconds: float = 1.0
+    min_duration_seconds: float = allowed(0.5, seconds(10))
+    min_words: int = allowed(2, Range(0, 100, "words"))
+    false_interruption_pause_seconds: float = allowed(1.0, seconds(30))
     resume_on_false_interruption: bool = True
 
 
 @dataclass(frozen=True)
 class TurnDetectionConfig:
-    min_endpointing_delay_seconds: float = 0.5
-    max_endpointing_delay_seconds: float = 3.0
+    min_endpointing_delay_seconds: float = allowed(0.5, seconds(30))
+    max_endpointing_delay_seconds: float = allowed(3.0, seconds(60))
 
 
 @dataclass(frozen=True)
@@ -77,18 +124,18 @@ class AgentAction:
 
 @dataclass(frozen=True)
 class WakeUpConfig:
-    after_seconds: float = 0.0
+    after_seconds: float = allowed(0.0, seconds(86_400))
     action: AgentAction | None = None
 
 
 @dataclass(frozen=True)
 class AudioLayerConfig:
     source: str = ""
-    gain: float | None = None  # None: the layer's default
+    gain: float | None = allowed(None, GAIN)  # None: the layer's default
     looping: bool = True
     mode: LayerMode = LayerMode.MIXING
-    fade_in_ms: int = 100
-    fade_out_ms: int = 400
+    fade_in_ms: int = allowed(100, FADE)
+    fade_out_ms: int = allowed(400, FADE)
 
 
 @dataclass(frozen=True)
@@ -96,7 +143,7 @@ class BackgroundAudioConfig:
     layer: AudioLayerConfig = AudioLayerConfig()
     play_on_start: bool = False
     override_thinking: bool = False
-    duck_db: float = 0.0
+    duck_db: float = allowed(0.0, Range(0.0, MAX_DUCK_DB, "dB"))
 
 
 @dataclass(frozen=True)
@@ -120,14 +167,14 @@ class McpServerConfig:
     stdio: McpStdioCommand | None = None
     headers: dict[str, str] = field(default_factory=dict)
     optional: bool = False
-    call_timeout_seconds: float = 10.0
+    call_timeout_seconds: float = allowed(10.0, seconds(600, positive=True))
 
 
 @dataclass(frozen=True)
 class AudioFormat:
-    sample_rate_hz: int
-    channels: int = 1
-    frame_ms: int = 20
+    sample_rate_hz: int = field(metadata={"allowed": OneOf(OUTPUT_RATES)})
+    channels: int = allowed(1, OneOf((1, 2)))
+    frame_ms: int = allowed(20, OneOf(FRAME_SIZES_MS))
 
 
 @dataclass(frozen=True)
@@ -141,31 +188,46 @@ class SessionConfig:
     background_audio: BackgroundAudioConfig = BackgroundAudioConfig()
     thinking_audio: ThinkingAudioConfig = ThinkingAudioConfig()
     tools: tuple[ToolSpec, ...] = ()
-    tool_timeout_seconds: float = 30.0
+    tool_timeout_seconds: float = allowed(30.0, seconds(3600, positive=True))
     mcp_servers: tuple[McpServerConfig, ...] = ()
     output_format: AudioFormat = AudioFormat(sample_rate_hz=24000)
-    idle_ttl_seconds: float | None = None  # None: the server default
+    idle_ttl_seconds: float | None = allowed(None, seconds(86_400, positive=True, optional=True))  # None: the server's
     labels: dict[str, str] = field(default_factory=dict)
     greeting: AgentAction | None = None
-    reattach_window_seconds: float = 0.0
+    reattach_window_seconds: float = allowed(0.0, seconds(3600))
     auto_reply: bool = True
 
 
+def check(config: Any, path: str) -> None:
+    """Check every declared field of a config dataclass, nested ones and lists of them included."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        rule = f.metadata.get("allowed")
+        if rule is not None:
+            rule.check(value, f"{path}.{f.name}")
+        if is_dataclass(value):
+            check(value, f"{path}.{f.name}")
+        elif isinstance(value, tuple):
+            for n, item in enumerate(value):
+                if is_dataclass(item):
+                    check(item, f"{path}.{f.name}[{n}]")
+
+
 def check_seconds(value: float, path: str, *, maximum: float = 86_400.0, allow_zero: bool = True) -> None:
-    """Reject NaN, infinities, negatives and absurd durations."""
-    if not math.isfinite(value) or value < 0 or value > maximum or (value == 0 and not allow_zero):
-        bound = f"0..{maximum:g}" if allow_zero else f"(0, {maximum:g}]"
-        raise InvalidArgument(path, f"must be a number of seconds in {bound}, got {value!r}")
-
-
-def check_gain(value: float | None, path: str) -> None:
-    if value is not None and (not math.isfinite(value) or value < 0 or value > MAX_GAIN):
-        raise InvalidArgument(path, f"must be a linear gain in 0..{MAX_GAIN:g}, got {value!r}")
+    """A duration of a request (not of the config): no NaN, infinity, negative or absurd value."""
+    seconds(maximum, positive=not allow_zero).check(value, path)
 
 
 def check_fade(value: int, path: str) -> None:
-    if not 0 <= value <= MAX_FADE_MS:
-        raise InvalidArgument(path, f"must be 0..{MAX_FADE_MS} ms, got {value}")
+    FADE.check(value, path)
+
+
+def check_layer(layer: AudioLayerConfig, path: str) -> None:
+    check(layer, path)
+
+
+def check_output_format(fmt: AudioFormat, path: str) -> None:
+    check(fmt, path)
 
 
 def check_action(action: AgentAction | None, path: str) -> None:
@@ -178,47 +240,22 @@ def check_action(action: AgentAction | None, path: str) -> None:
         raise InvalidArgument(f"{path}.say_text", "must not be empty")
 
 
-def check_output_format(fmt: AudioFormat, path: str) -> None:
-    if fmt.sample_rate_hz not in OUTPUT_RATES:
-        raise InvalidArgument(f"{path}.sample_rate_hz", f"must be one of {OUTPUT_RATES}, got {fmt.sample_rate_hz}")
-    if fmt.channels not in (1, 2):
-        raise InvalidArgument(f"{path}.channels", f"must be 1 or 2, got {fmt.channels}")
-    if fmt.frame_ms not in FRAME_SIZES_MS:
-        raise InvalidArgument(f"{path}.frame_ms", f"must be one of {FRAME_SIZES_MS}, got {fmt.frame_ms}")
-
-
-def check_layer(layer: AudioLayerConfig, path: str) -> None:
-    check_gain(layer.gain, f"{path}.gain")
-    check_fade(layer.fade_in_ms, f"{path}.fade_in_ms")
-    check_fade(layer.fade_out_ms, f"{path}.fade_out_ms")
-
-
 def validate(config: SessionConfig, prefix: str = "config") -> None:
-    """Raise InvalidArgument naming the first wrong field of a session config."""
-    i = config.interruption
-    check_seconds(i.min_duration_seconds, f"{prefix}.interruption.min_duration_seconds", maximum=10)
-    if not 0 <= i.min_words <= 100:
-        raise InvalidArgument(f"{prefix}.interruption.min_words", f"must be 0..100, got {i.min_words}")
-    check_seconds(
-        i.false_interruption_pause_seconds, f"{prefix}.interruption.false_interruption_pause_seconds", maximum=30
-    )
+    """Raise InvalidArgument naming the first wrong field of a session config.
+
+    Ranges are declared on the fields (`allowed`); what spans several fields is checked here.
+    """
+    check(config, prefix)
     t = config.turn_detection
-    check_seconds(t.min_endpointing_delay_seconds, f"{prefix}.turn_detection.min_endpointing_delay_seconds", maximum=30)
-    check_seconds(t.max_endpointing_delay_seconds, f"{prefix}.turn_detection.max_endpointing_delay_seconds", maximum=60)
     if t.max_endpointing_delay_seconds < t.min_endpointing_delay_seconds:
         raise InvalidArgument(
             f"{prefix}.turn_detection.max_endpointing_delay_seconds",
             "must not be less than min_endpointing_delay_seconds",
         )
-    check_seconds(config.wake_up.after_seconds, f"{prefix}.wake_up.after_seconds", maximum=86_400)
     if config.wake_up.after_seconds > 0:
         if config.wake_up.action is None:
             raise InvalidArgument(f"{prefix}.wake_up.action", "is required when after_seconds > 0")
         check_action(config.wake_up.action, f"{prefix}.wake_up.action")
-    check_layer(config.background_audio.layer, f"{prefix}.background_audio.layer")
-    if not (math.isfinite(config.background_audio.duck_db) and 0 <= config.background_audio.duck_db <= MAX_DUCK_DB):
-        raise InvalidArgument(f"{prefix}.background_audio.duck_db", f"must be 0..{MAX_DUCK_DB:g} dB")
-    check_layer(config.thinking_audio.layer, f"{prefix}.thinking_audio.layer")
     names: set[str] = set()
     for n, tool in enumerate(config.tools):
         if not TOOL_NAME.match(tool.name):
@@ -226,7 +263,6 @@ def validate(config: SessionConfig, prefix: str = "config") -> None:
         if tool.name in names:
             raise InvalidArgument(f"{prefix}.tools[{n}].name", f"duplicate tool name {tool.name!r}")
         names.add(tool.name)
-    check_seconds(config.tool_timeout_seconds, f"{prefix}.tool_timeout_seconds", maximum=3600, allow_zero=False)
     servers: set[str] = set()
     for n, server in enumerate(config.mcp_servers):
         if not server.name or server.name in servers:
@@ -236,14 +272,6 @@ def validate(config: SessionConfig, prefix: str = "config") -> None:
             raise InvalidArgument(f"{prefix}.mcp_servers[{n}]", "set exactly one of url or stdio")
         if server.url and not server.url.startswith(("http://", "https://")):
             raise InvalidArgument(f"{prefix}.mcp_servers[{n}].url", "must be an http(s) URL")
-        check_seconds(
-            server.call_timeout_seconds, f"{prefix}.mcp_servers[{n}].call_timeout_seconds", maximum=600,
-            allow_zero=False,
-        )
-    check_output_format(config.output_format, f"{prefix}.output_format")
-    if config.idle_ttl_seconds is not None:
-        check_seconds(config.idle_ttl_seconds, f"{prefix}.idle_ttl_seconds", allow_zero=False)
-    check_seconds(config.reattach_window_seconds, f"{prefix}.reattach_window_seconds", maximum=3600)
     check_action(config.greeting, f"{prefix}.greeting")
     for key in config.labels:
         if not key or len(key) > 63:

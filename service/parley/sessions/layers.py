@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from parley.audio.layers import DEFAULT_MAX_BYTES, Clip, load_clip
+from parley.audio.layers import (
+    BUILTIN_SOUNDS,
+    DEFAULT_MAX_BYTES,
+    Clip,
+    is_builtin_source,
+    is_known_builtin,
+    load_clip,
+)
 from parley.audio.mixer import DEFAULT_LAYER_GAIN, Mixer
 from parley.errors import InvalidArgument
 from parley.providers.workers import Workers
@@ -34,9 +41,6 @@ class LayerStatus:
 class Layers:
     def __init__(self, mixer: Mixer, config: SessionConfig, workers: Workers, *, clip_cache: int = 4,
                  audio_dir: str = "", max_file_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        for layer, path in ((config.background_audio.layer, "config.background_audio.layer.source"),
-                            (config.thinking_audio.layer, "config.thinking_audio.layer.source")):
-            resolve_source(layer.source, audio_dir, path, max_file_bytes)
         self._audio_dir = audio_dir
         self._max_file_bytes = max_file_bytes
         self._mixer = mixer
@@ -50,12 +54,29 @@ class Layers:
         self._auto_thinking = False
         mixer.set_ducking(config.background_audio.duck_db)
 
+    async def check_configured(self) -> None:
+        """Every layer the config names is allowed, readable and decodes, whether or not it plays at start.
+
+        A file is decoded now (and kept for its first play); an error names the
+        config field. Built-in sounds are known good and decode on first play.
+        """
+        for name, layer in ((BACKGROUND, self._config.background_audio.layer),
+                            (THINKING, self._config.thinking_audio.layer)):
+            field = _config_field(name)
+            if is_builtin_source(layer.source):
+                if not is_known_builtin(layer.source):
+                    raise InvalidArgument(field, f"unknown built-in sound {layer.source[:80]!r}; known: "
+                                                 f"{', '.join('builtin:' + n for n in sorted(BUILTIN_SOUNDS))}")
+                continue
+            await self._load(name, layer, field)
+
     # -- background ----------------------------------------------------------------
 
     async def play_background(self, layer: AudioLayerConfig | None, override_thinking: bool) -> LayerStatus:
+        field = "layer.source" if layer else _config_field(BACKGROUND)
         layer = layer or self._config.background_audio.layer
         check_layer(layer, "layer")
-        clip = await self._load(BACKGROUND, layer)
+        clip = await self._load(BACKGROUND, layer, field)
         self._play(BACKGROUND, layer, clip)
         self._override = override_thinking
         if override_thinking and THINKING in self._playing:
@@ -80,11 +101,12 @@ class Layers:
 
     async def start_thinking(self, layer: AudioLayerConfig | None, layer_over_background: bool, *,
                              auto: bool = False) -> LayerStatus:
+        field = "layer.source" if layer else _config_field(THINKING)
         layer = layer or self._config.thinking_audio.layer
         check_layer(layer, "layer")
         if auto and THINKING in self._playing:
             return self.thinking_status()  # started by a call; not ours to manage
-        clip = await self._load(THINKING, layer)
+        clip = await self._load(THINKING, layer, field)
         if BACKGROUND in self._playing and (self._override or not layer_over_background):
             if self._override:
                 self._held_thinking = layer
@@ -137,15 +159,16 @@ class Layers:
     def _cached(self, name: str, layer: AudioLayerConfig) -> Clip | None:
         return self._clips.get((name, layer.source, layer.looping))
 
-    async def _load(self, name: str, layer: AudioLayerConfig) -> Clip:
+    async def _load(self, name: str, layer: AudioLayerConfig, field: str) -> Clip:
+        """The layer's clip, decoded on a worker the first time; errors name `field`."""
         key = (name, layer.source, layer.looping)
         clip = self._clips.get(key)
         if clip is None:
-            path = resolve_source(layer.source, self._audio_dir, "layer.source", self._max_file_bytes)
+            path = resolve_source(layer.source, self._audio_dir, field, self._max_file_bytes)
             try:
                 clip = await self._workers.run(
                     load_clip, path, self._mixer.sample_rate, 1, layer=name, looping=layer.looping,
-                    field="layer.source", max_bytes=self._max_file_bytes,
+                    field=field, max_bytes=self._max_file_bytes,
                 )
             except InvalidArgument as exc:  # say it with the client's name for the file, not the server's path
                 raise InvalidArgument(exc.field, exc.description.replace(path, layer.source)) from None
@@ -153,6 +176,10 @@ class Layers:
             while len(self._clips) > self._clip_cache:
                 self._clips.popitem(last=False)
         return clip
+
+
+def _config_field(name: str) -> str:
+    return f"config.{name}_audio.layer.source"
 
 
 def _gain(name: str, layer: AudioLayerConfig) -> float:

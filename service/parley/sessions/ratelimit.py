@@ -1,4 +1,4 @@
-"""A token bucket: how many requests a session may make, on average and in a burst."""
+"""A token bucket: how many requests a session (or a caller) may make, on average and in a burst."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ class TokenBucket:
     the caller may retry after about 1/rate seconds.
     """
 
-    def __init__(
-        self, rate: float, burst: int, limit: str = "max_requests_per_second", clock: Clock = LOOP_CLOCK
-    ) -> None:
+    def __init__(self, rate: float, burst: int, limit: str = "max_requests_per_second", *,
+                 holder: str = "on this session", clock: Clock = LOOP_CLOCK) -> None:
         self._rate = rate
         self._burst = float(max(1, burst))
         self._tokens = self._burst
         self._clock = clock
         self._last = clock.now()
         self._limit = limit
+        self._holder = holder
 
     def take(self) -> None:
         if self._rate <= 0:
@@ -31,6 +31,7 @@ class TokenBucket:
         self._last = now
         if self._tokens < 1:
             raise ResourceExhausted(
-                self._limit, f"more than {self._rate:g} requests per second (burst {self._burst:g}) on this session"
+                self._limit, f"more than {self._rate:g} requests per second (burst {self._burst:g}) {self._holder}",
+                retry_after_seconds=(1 - self._tokens) / self._rate,
             )
         self._tokens -= 1

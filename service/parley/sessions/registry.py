@@ -13,33 +13,35 @@ import logging
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
-from parley.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from parley.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
+from parley.providers import registry as providers
 from parley.providers.workers import Workers
 from parley.sessions.clock import LOOP_CLOCK, Clock
 from parley.sessions.config import AgentAction, SessionConfig, validate
+from parley.sessions.defaults import with_defaults
 from parley.sessions.frame_clock import FrameClock
 from parley.sessions.idempotency import RequestLog
+from parley.sessions.limits import RegistryLimits
 from parley.sessions.session import Session
-from parley.sessions.session_types import SessionHooks, SessionLimits, SessionSnapshot
+from parley.sessions.session_types import SessionHooks, SessionSnapshot
 from parley.sessions.utterance import UtteranceSnapshot
-from parley.telemetry import Telemetry, bind_call
+from parley.telemetry import Telemetry
 
 log = logging.getLogger("parley.registry")
 
 SESSION_NAME = re.compile(r"^sessions/([A-Za-z0-9_-]{1,64})$")
-
-
-@dataclass(frozen=True)
-class RegistryLimits:
-    max_sessions: int = 1000
-    max_sessions_per_principal: int = 250  # one tenant may not take the whole server
-    idle_ttl_seconds: float = 600.0
-    reap_interval_seconds: float = 1.0
-    closed_retention: int = 1000  # closed sessions still answering Get
-    max_page_size: int = 100
-    default_page_size: int = 50
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
 
 
 class ClosedSession:
@@ -88,13 +90,11 @@ class SessionRegistry:
 
     def __init__(
         self, limits: RegistryLimits = RegistryLimits(), *, workers: Workers | None = None,
-        session_limits: SessionLimits = SessionLimits(),  # noqa: B008 - frozen: one shared default is safe
         telemetry: Telemetry | None = None, clock: Clock = LOOP_CLOCK,
     ) -> None:
         self.limits = limits
         self.clock = clock
         self.frame_clock = FrameClock(clock=clock)  # one ticking task for every session's audio
-        self.session_limits = session_limits
         self.workers = workers or Workers()
         self.telemetry = telemetry or Telemetry.off()
         self._active: dict[str, Session] = {}
@@ -127,15 +127,22 @@ class SessionRegistry:
 
     async def start(
         self, config: SessionConfig, *, owner: str = "", request_id: str = "", hooks: SessionHooks | None = None,
+        fingerprint: Hashable = None,
     ) -> Session:
-        """Create and start a session; a repeated (owner, request_id) returns the first one."""
+        """Create and start a session; a repeated (owner, request_id) returns the first one.
+
+        `fingerprint` identifies the request: the same request_id with another
+        fingerprint is InvalidArgument naming request_id.
+        """
         key = (owner, request_id) if request_id else None
-        return await self._starts.run(key, lambda: self._create(config, owner, hooks))
+        return await self._starts.run(key, lambda: self._create(config, owner, hooks), fingerprint)
 
     async def _create(self, config: SessionConfig, owner: str, hooks: SessionHooks | None) -> Session:
         if not self._accepting:
             raise Unavailable("the server is shutting down", reason="DRAINING")
         validate(config)
+        self._check_stand_ins(config)
+        config = with_defaults(config)
         if len(self._active) >= self.limits.max_sessions:
             raise ResourceExhausted(
                 "max_sessions", f"the server holds its maximum of {self.limits.max_sessions} sessions"
@@ -145,10 +152,10 @@ class SessionRegistry:
                                     f"at most {self.limits.max_sessions_per_principal} open sessions per principal")
         session_id = secrets.token_hex(8)
         name = f"sessions/{session_id}"
-        ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.idle_ttl_seconds
+        ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.session_idle_ttl
         self.frame_clock.start()
         session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers,
-                          frame_clock=self.frame_clock, limits=self.session_limits, hooks=hooks,
+                          frame_clock=self.frame_clock, limits=self.limits.session, hooks=hooks,
                           telemetry=self.telemetry, clock=self.clock)
         self._counter += 1
         self._order[name] = self._counter
@@ -161,6 +168,17 @@ class SessionRegistry:
             raise
         return session
 
+    def _check_stand_ins(self, config: SessionConfig) -> None:
+        """Stand-in providers (fakes that crash or hang on request) only where the operator allowed them."""
+        if self.limits.allow_stand_in_providers:
+            return
+        for stage in providers.STAGES:
+            name = getattr(config.providers, stage).name
+            if name in providers.stand_ins(stage):
+                raise PermissionDenied(
+                    f"config.providers.{stage}.name: {name!r} is a stand-in provider for tests and benchmarks; "
+                    "this server was not started with --allow-stand-in-providers", reason="STAND_IN_PROVIDERS_OFF")
+
     def get(self, name: str, *, owner: str = "", field: str = "session") -> AnySession:
         """The session named `name` if `owner` owns it (closed ones included); else NotFound."""
         if not SESSION_NAME.match(name):
@@ -168,13 +186,15 @@ class SessionRegistry:
         session = self._active.get(name) or self._closed.get(name)
         if session is None or session.owner != owner:
             raise NotFound(f"{name} not found", reason="SESSION_NOT_FOUND")
-        if isinstance(session, Session):
-            bind_call(session.telemetry)  # a traced call (Say, Close, ...) joins this session's trace
         return session
 
     def get_active(self, name: str, *, owner: str = "", field: str = "session") -> Session:
         """Like get(), but a closed session is FailedPrecondition; marks activity."""
-        session = self.get(name, owner=owner, field=field)
+        return self.use(self.get(name, owner=owner, field=field))
+
+    @staticmethod
+    def use(session: AnySession) -> Session:
+        """A call on `session`: FailedPrecondition if it closed, else it takes a request token and marks activity."""
         session.ensure_active()
         assert isinstance(session, Session)
         session.request_rate.take()
@@ -182,9 +202,9 @@ class SessionRegistry:
         return session
 
     def list(self, *, owner: str = "", page_size: int = 0, page_token: str = "") -> Page:
-        if page_size < 0 or page_size > self.limits.max_page_size:
-            raise InvalidArgument("page_size", f"must be 0..{self.limits.max_page_size}, got {page_size}")
-        size = page_size or self.limits.default_page_size
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument("page_size", f"must be 0..{MAX_PAGE_SIZE}, got {page_size}")
+        size = page_size or DEFAULT_PAGE_SIZE
         before = _decode_token(page_token) if page_token else None
         mine = sorted(
             (s for s in (*self._active.values(), *self._closed.values()) if s.owner == owner),
@@ -219,7 +239,7 @@ class SessionRegistry:
         if self._active.pop(session.name, None) is None:
             return self._closed[session.name]
         closed = self._closed[session.name] = ClosedSession(session)
-        while len(self._closed) > self.limits.closed_retention:
+        while len(self._closed) > self.limits.closed_session_retention:
             old, _ = self._closed.popitem(last=False)
             self._order.pop(old, None)
         return closed
@@ -230,7 +250,7 @@ class SessionRegistry:
 
     async def _reap_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.limits.reap_interval_seconds)
+            await asyncio.sleep(self.limits.reap_interval)
             await self.reap(self.clock.now())
 
     async def reap(self, now: float) -> None:

@@ -119,5 +119,15 @@ async def generate_reply(
         history.append(ChatMessage(Role.ASSISTANT, "", tool_calls=calls))  # spoken text joins the final message
         for call in calls:
             stats.tool_calls.append(call)
-            outcome = await trace.tool(call, run_tool)
+            outcome = await trace.tool(call, run_tool if call.name in sources else _unknown_tool(sources))
             history.append(ChatMessage(Role.TOOL, outcome.result, tool_call_id=call.id))
+
+
+def _unknown_tool(known: dict[str, object]) -> ToolRunner:
+    """A call of a tool the session does not have is answered to the model as an error (no client sees it)."""
+
+    async def answer(call: ToolCall) -> ToolOutcome:
+        names = ", ".join(sorted(known)) or "none"
+        return ToolOutcome(f"error: there is no tool named {call.name[:64]!r}; the tools are: {names}", True)
+
+    return answer

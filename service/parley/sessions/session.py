@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 from parley.audio.mixer import Mixer
@@ -34,11 +34,12 @@ from parley.sessions.config import AgentAction, AudioLayerConfig, SessionConfig
 from parley.sessions.frame_clock import FrameClock
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.layers import Layers, LayerStatus
+from parley.sessions.limits import SessionLimits
 from parley.sessions.listener import Listener, UserTurn
 from parley.sessions.metrics import SessionMetrics
 from parley.sessions.ratelimit import TokenBucket
 from parley.sessions.replies import ReplyStats, generate_reply
-from parley.sessions.session_types import BusyPolicy, SessionHooks, SessionLimits, SessionSnapshot
+from parley.sessions.session_types import BusyPolicy, SessionHooks, SessionSnapshot
 from parley.sessions.speech import Speaker, SpeechJob
 from parley.sessions.stall import guard_llm, guard_tts
 from parley.sessions.state_machine import StateMachine
@@ -83,7 +84,7 @@ class Session:
         self.tools: list[ToolSpec] = list(config.tools)
         self.tool_calls = ToolCalls()
         self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio, on_lost=self._warn)
-        self.request_rate = TokenBucket(limits.requests_per_second, limits.request_burst, clock=clock)
+        self.request_rate = TokenBucket(limits.max_requests_per_second, limits.request_burst, clock=clock)
         self._requests = RequestLog(1000)
         self.utterances = UtteranceStore(limits.recent_utterances)
         self._workers = workers
@@ -149,6 +150,7 @@ class Session:
             raise ResourceExhausted(
                 "max_tools", f"at most {self.limits.max_tools} tools per session, MCP tools included"
             )
+        await self.layers.check_configured()
         if self.config.background_audio.play_on_start:
             await self.layers.play_background(None, self.config.background_audio.override_thinking)
             self.port.wake()
@@ -218,9 +220,10 @@ class Session:
         """Idle past its TTL: no call and no attached audio stream for that long."""
         return self.port.stream is None and now - self.last_activity > self.idle_ttl_seconds
 
-    async def idempotent(self, method: str, request_id: str, action: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a mutating call once per request id."""
-        return await self._requests.run((method, request_id) if request_id else None, action)
+    async def idempotent(self, method: str, request_id: str, action: Callable[[], Awaitable[Any]],
+                         fingerprint: Hashable = None) -> Any:
+        """Run a mutating call once per request id (`fingerprint`: what makes a reused id a different request)."""
+        return await self._requests.run((method, request_id) if request_id else None, action, fingerprint)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)

@@ -1,4 +1,4 @@
-"""The values a session is made with and shows: limits, embedder hooks, snapshots, busy policy."""
+"""The values a session is made with and shows: embedder hooks, snapshots, busy policy."""
 
 from __future__ import annotations
 
@@ -20,23 +20,6 @@ class BusyPolicy(Enum):
     QUEUE = 1
     INTERRUPT = 2
     REJECT = 3
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    max_text_chars: int = 4000
-    max_queued_utterances: int = 32
-    max_chunk_bytes: int = 64 * 1024
-    max_subscribers: int = 16
-    max_tools: int = 64
-    stream_frame_buffer: int = 50  # frames an attached stream may lag before the oldest are dropped
-    recent_utterances: int = 50
-    allow_mcp_stdio: bool = False  # a stdio MCP server runs a command on this host: the operator's opt-in
-    requests_per_second: float = 50.0  # token bucket per session; 0: unlimited
-    request_burst: int = 100
-    provider_stall_seconds: float = 30.0  # a TTS/LLM silent this long fails its utterance; 0: never
-    audio_dir: str = ""  # layer files clients may name live here; "" allows builtin: sounds only
-    max_layer_file_bytes: int = 20 * 1024 * 1024
 
 
 @dataclass

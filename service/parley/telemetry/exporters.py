@@ -43,12 +43,19 @@ def choose(endpoint: str = "", protocol: str = "", service_name: str = "",
     on = bool(endpoint) or any(env.get(name) for name in _ENABLING)
     if not on or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return ExportChoice(False, False, service_name=service)
-    default = protocol or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "") or "http/protobuf"
-    traces_protocol = protocol or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "") or default
-    metrics_protocol = protocol or env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "") or default
-    for value in (traces_protocol, metrics_protocol):
-        if value not in PROTOCOLS:
-            raise ValueError(f"OTLP protocol must be one of {', '.join(PROTOCOLS)}, got {value!r}")
+
+    def pick(signal_variable: str) -> str:
+        """The flag, else the signal's variable, else the general one, else http/protobuf; named when bad."""
+        for source, value in (("--otel-protocol", protocol), (signal_variable, env.get(signal_variable, "")),
+                              ("OTEL_EXPORTER_OTLP_PROTOCOL", env.get("OTEL_EXPORTER_OTLP_PROTOCOL", ""))):
+            if value:
+                if value not in PROTOCOLS:
+                    raise ValueError(f"{source}: OTLP protocol must be one of {', '.join(PROTOCOLS)}, got {value!r}")
+                return value
+        return "http/protobuf"
+
+    traces_protocol = pick("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    metrics_protocol = pick("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
     return ExportChoice(
         traces=env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() != "none",
         metrics=env.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none",

@@ -12,11 +12,10 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
-from parley.telemetry.calls import CallTracingInterceptor
 from parley.telemetry.instruments import Instruments
 from parley.telemetry.session import NO_SESSION_TELEMETRY, SessionTelemetry, TracedSession
 
@@ -32,7 +31,7 @@ class Telemetry:
 
     def __init__(
         self, tracer_provider: trace.TracerProvider | None = None, meter_provider: metrics.MeterProvider | None = None,
-        *, owned: bool = False, shutdown_timeout: float = 5.0,
+        *, owned: bool = False, shutdown_timeout: float = 5.0, exporters: tuple[Any, ...] = (),
     ) -> None:
         self.enabled = tracer_provider is not None or meter_provider is not None
         self.tracer_provider = tracer_provider or trace.NoOpTracerProvider()
@@ -40,6 +39,7 @@ class Telemetry:
         self.tracer = self.tracer_provider.get_tracer(SCOPE_NAME)
         self.instruments = Instruments(self.meter_provider.get_meter(SCOPE_NAME))
         self._owned = owned  # built here from settings: shut down with the server
+        self._exporters = exporters
         self._shutdown_timeout = shutdown_timeout
         self._flush_running = False
         self._flush_again = False
@@ -58,12 +58,8 @@ class Telemetry:
             return cls.off()
         from parley.telemetry.providers import build_providers
 
-        tracer_provider, meter_provider = build_providers(choice)
-        return cls(tracer_provider, meter_provider, owned=True)
-
-    def interceptor(self, service: str) -> CallTracingInterceptor | None:
-        """The call-tracing interceptor, or None when off (so calls pay nothing)."""
-        return CallTracingInterceptor(service) if self.enabled else None
+        built = build_providers(choice)
+        return cls(built.tracer_provider, built.meter_provider, owned=True, exporters=built.exporters)
 
     def open_session(self, session: Session) -> SessionTelemetry:
         """Start a session's root span (its parent is the caller's traceparent on Start, if any)."""
@@ -117,9 +113,22 @@ class Telemetry:
 
         self._run_off_loop(stop, lambda: done.done() or done.set_result(None))
         try:
-            await asyncio.wait_for(done, self._shutdown_timeout + 1)
+            await asyncio.wait_for(asyncio.shield(done), self._shutdown_timeout)
         except TimeoutError:
             log.warning("telemetry export did not finish within %.1f s; dropped", self._shutdown_timeout)
+            self._stop_retrying()
+            try:
+                await asyncio.wait_for(done, 2.0)
+            except TimeoutError:
+                log.warning("telemetry exporters did not stop")
+
+    def _stop_retrying(self) -> None:
+        """Tell the exporters to give up: their retries against a dead collector end at once."""
+        for exporter in self._exporters:
+            try:
+                exporter.shutdown()
+            except Exception:  # noqa: BLE001 - best effort, the server is stopping
+                log.warning("telemetry exporter shutdown failed", exc_info=True)
 
     @staticmethod
     def _run_off_loop(work: Callable[[], None], then: Callable[[], None]) -> None:

@@ -1,8 +1,10 @@
-"""OpenAI Chat Completions wire format: requests out, streamed chunks in.
+"""OpenAI Chat Completions in Parley's terms: the request's fields out, streamed chunks in.
 
-Pure functions and a small accumulator, no I/O, so that the parsing of every
-field the endpoint may send is testable on its own. The format is the one
-served by OpenAI, vLLM, llama.cpp's server and Ollama under /v1.
+Pure functions and a small accumulator, no I/O (the `openai` SDK does the
+HTTP and the server-sent events), so that what Parley makes of every field an
+endpoint may send is testable on its own. Endpoints differ: OpenAI names a
+tool call once, llama.cpp's server repeats the name in every chunk; OpenAI
+accepts `"content": null` next to tool calls, llama.cpp's server needs a string.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Malformed(ValueError):
 def request_body(
     model: str, messages: list[ChatMessage], tools: list[ToolSpec], options: dict[str, Any]
 ) -> dict[str, Any]:
+    """The keyword arguments of a streamed `chat.completions.create` call."""
     body: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages], "stream": True}
     if options["include_usage"]:
         body["stream_options"] = {"include_usage": True}
@@ -29,10 +32,23 @@ def request_body(
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
             for t in tools
         ]
+        choice = options["tool_choice"]
+        if choice in ("auto", "none") or (choice and not _answers_tool_results(messages)):
+            named = {"type": "function", "function": {"name": choice}}
+            body["tool_choice"] = choice if choice in TOOL_CHOICES else named
     for key in ("temperature", "max_tokens"):
         if options[key] is not None:
             body[key] = options[key]
     return body
+
+
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+def _answers_tool_results(messages: list[ChatMessage]) -> bool:
+    """True in a reply's later rounds, where the model answers tool results: a forced call would loop."""
+    last_user = max((n for n, m in enumerate(messages) if m.role is Role.USER), default=-1)
+    return any(m.role is Role.TOOL for m in messages[last_user + 1:])
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
@@ -40,7 +56,7 @@ def _message(message: ChatMessage) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     out: dict[str, Any] = {"role": message.role.value, "content": message.content}
     if message.role is Role.ASSISTANT and message.tool_calls:
-        out["content"] = message.content or None
+        out["content"] = message.content or ""  # llama.cpp's server refuses null and needs the key
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
             for c in message.tool_calls
@@ -64,15 +80,11 @@ class StreamState:
     finish_reason: str | None = None
     usage: tuple[int, int] | None = None
 
-    def feed(self, data: str) -> str:
-        """Take one SSE data payload; returns the text it adds ("" if none)."""
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise Malformed(f"chunk is not JSON: {data[:80]!r}") from exc
+    def feed(self, chunk: Any) -> str:
+        """Take one streamed chunk (a JSON object); returns the text it adds ("" if none)."""
         if not isinstance(chunk, dict):
             raise Malformed("chunk is not an object")
-        if "error" in chunk:
+        if chunk.get("error"):
             raise Malformed(f"endpoint error: {chunk['error']}")
         usage = chunk.get("usage")
         if isinstance(usage, dict):
@@ -111,7 +123,7 @@ class StreamState:
         if not isinstance(function, dict):
             raise Malformed("tool call function is not an object")
         if function.get("name"):
-            partial.name += str(function["name"])
+            partial.name = str(function["name"])  # sent once (OpenAI) or with every chunk (llama.cpp): never joined
         if function.get("arguments"):
             partial.arguments.append(str(function["arguments"]))
 
