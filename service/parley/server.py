@@ -44,7 +44,7 @@ class ParleyServer:
         except ValueError as exc:  # a bad OTEL_* variable
             raise StartupError(str(exc)) from None
         self.registry = SessionRegistry(
-            settings.registry, workers=Workers(settings.provider_threads or None), telemetry=self.telemetry)
+            settings.registry, workers=Workers(settings.provider_threads or None), observers=self.telemetry)
         self._drain = DrainInterceptor()
         self._tokens = load_tokens(settings)  # read (and checked) before anything binds
         self._credentials = server_credentials(settings)

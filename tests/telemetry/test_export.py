@@ -16,8 +16,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 
 from parley.server import ParleyServer
+from parley.sessions.observer import NO_OBSERVER
 from parley.settings import ServerSettings
-from parley.telemetry import NO_SESSION_TELEMETRY
 from parley.telemetry.exporters import choose
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -61,7 +61,7 @@ async def test_telemetry_is_off_without_settings_and_sessions_get_the_no_op(clea
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.AgentSessionServiceStub(channel)
             name = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS)))).session.name
-            assert server.registry.get(name).telemetry is NO_SESSION_TELEMETRY
+            assert server.registry.get(name).observer is NO_OBSERVER
     finally:
         await server.stop()
 

@@ -18,7 +18,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from parley.api.interceptors import CallInterceptor, rebuild
-from parley.telemetry.calls import CallBinder, CallScope, bind_call, call_scope
+from parley.telemetry.calls import CallScope, bind_call, call_scope
+from parley.telemetry.session import TracedSession
 
 TRACED_METHODS = frozenset({"Start", "Say", "Reply", "Interrupt", "Close", "SubmitToolResult"})
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -33,9 +34,10 @@ def extract_parent(metadata: Any) -> Context | None:
     return context if context else None
 
 
-def join_session_trace(session_telemetry: CallBinder) -> None:
+def join_session_trace(observer: object) -> None:
     """The call being handled belongs to this session: its span opens in the session's trace (if traced)."""
-    bind_call(session_telemetry)
+    if isinstance(observer, TracedSession):
+        bind_call(observer)
 
 
 class CallTracingInterceptor(CallInterceptor):

@@ -40,7 +40,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         """The caller's session by name; a traced call joins its trace."""
         session = self.registry.get(name, owner=owner_of(context), field=field)
         if isinstance(session, Session):
-            join_session_trace(session.telemetry)
+            join_session_trace(session.observer)
         return session
 
     def _active(self, name: str, context: grpc.aio.ServicerContext, field: str = "session") -> Session:

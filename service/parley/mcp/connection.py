@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import mcp_types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-
-from parley.sessions.config import McpServerConfig
 
 log = logging.getLogger("parley.mcp")
 
@@ -32,6 +30,32 @@ MAX_LISTED_TOOLS = 256  # tools read from one server before giving up on its lis
 CLOSE_TIMEOUT_SECONDS = 5.0
 # The SDK's own HTTP timeouts: the server may hold a response stream open for long.
 HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+
+
+class McpStdioSpec(Protocol):
+    @property
+    def command(self) -> str: ...
+    @property
+    def args(self) -> Sequence[str]: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+
+class McpServerConfig(Protocol):
+    """What a connection needs to know of a server (the session config's MCP entries have it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def stdio(self) -> McpStdioSpec | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def optional(self) -> bool: ...
+    @property
+    def call_timeout_seconds(self) -> float: ...
 
 
 class McpUnavailable(Exception):

@@ -13,10 +13,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from parley.chat import ToolCall, ToolSource, ToolSpec
+from parley.chat import TOOL_NAME, ToolCall, ToolSource, ToolSpec
 from parley.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from parley.mcp.connection import McpConnection, McpResult, McpUnavailable, describe_target
-from parley.sessions.config import TOOL_NAME, McpServerConfig
+from parley.mcp.connection import McpConnection, McpResult, McpServerConfig, McpUnavailable, describe_target
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 

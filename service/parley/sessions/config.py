@@ -7,17 +7,15 @@ request field ("config.interruption.min_words") without any mapping table.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-from parley.chat import ToolSpec
+from parley.chat import TOOL_NAME, ToolSpec
 from parley.errors import InvalidArgument
 
 OUTPUT_RATES = (8000, 16000, 24000, 48000)
 FRAME_SIZES_MS = (20, 40, 60)
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_GAIN = 2.0
 MAX_DUCK_DB = 40.0
 MAX_FADE_MS = 10_000

@@ -32,10 +32,10 @@ from parley.sessions.defaults import with_defaults
 from parley.sessions.frame_clock import FrameClock
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.limits import RegistryLimits
+from parley.sessions.observer import NoObservers, ObserverFactory
 from parley.sessions.session import Session
 from parley.sessions.session_types import SessionHooks, SessionSnapshot
 from parley.sessions.utterance import UtteranceSnapshot
-from parley.telemetry import Telemetry
 
 log = logging.getLogger("parley.registry")
 
@@ -90,13 +90,13 @@ class SessionRegistry:
 
     def __init__(
         self, limits: RegistryLimits = RegistryLimits(), *, workers: Workers | None = None,
-        telemetry: Telemetry | None = None, clock: Clock = LOOP_CLOCK,
+        observers: ObserverFactory | None = None, clock: Clock = LOOP_CLOCK,
     ) -> None:
         self.limits = limits
         self.clock = clock
         self.frame_clock = FrameClock(clock=clock)  # one ticking task for every session's audio
         self.workers = workers or Workers()
-        self.telemetry = telemetry or Telemetry.off()
+        self.observers = observers or NoObservers()
         self._active: dict[str, Session] = {}
         self._closed: OrderedDict[str, ClosedSession] = OrderedDict()
         self._order: dict[str, int] = {}
@@ -156,7 +156,7 @@ class SessionRegistry:
         self.frame_clock.start()
         session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers,
                           frame_clock=self.frame_clock, limits=self.limits.session, hooks=hooks,
-                          telemetry=self.telemetry, clock=self.clock)
+                          observers=self.observers, clock=self.clock)
         self._counter += 1
         self._order[name] = self._counter
         self._active[name] = session

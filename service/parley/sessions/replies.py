@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.providers.base import LLM, TextDelta, Usage
 from parley.providers.markup import speakable
+from parley.sessions.observer import NO_REPLY_OBSERVER, ReplyObserver
 from parley.sessions.tools import ToolOutcome
-from parley.telemetry import NO_REPLY_TRACE, ReplyTrace
 
 MAX_TOOL_ROUNDS = 5
 _PIECE_END = re.compile(r"[.!?…;:](?=\s)|\n")
@@ -84,7 +84,7 @@ async def generate_reply(
     *,
     instructions: str = "",
     stats: ReplyStats,
-    trace: ReplyTrace = NO_REPLY_TRACE,
+    trace: ReplyObserver = NO_REPLY_OBSERVER,
 ) -> AsyncIterator[str]:
     """Yield speakable text pieces; tool calls and results are appended to `history`.
 

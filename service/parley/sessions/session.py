@@ -37,6 +37,7 @@ from parley.sessions.layers import Layers, LayerStatus
 from parley.sessions.limits import SessionLimits
 from parley.sessions.listener import Listener, UserTurn
 from parley.sessions.metrics import SessionMetrics
+from parley.sessions.observer import NO_OBSERVER, ObserverFactory, SessionDescription, SessionObserver
 from parley.sessions.ratelimit import TokenBucket
 from parley.sessions.replies import ReplyStats, generate_reply
 from parley.sessions.session_types import BusyPolicy, SessionHooks, SessionSnapshot
@@ -49,7 +50,6 @@ from parley.sessions.tools import ToolCalls, ToolRunner
 from parley.sessions.turns import PendingTurn, Turns
 from parley.sessions.utterance import Utterance, UtteranceSnapshot, UtteranceStore
 from parley.sessions.wiring import BargeInEffects, PortEffects, SpeechEvents, call_text_hook, listener_callbacks
-from parley.telemetry import NO_SESSION_TELEMETRY, SessionTelemetry, Telemetry
 
 log = logging.getLogger("parley.session")
 
@@ -63,7 +63,7 @@ class Session:
         self, name: str, owner: str, config: SessionConfig, *, idle_ttl_seconds: float, workers: Workers,
         frame_clock: FrameClock, limits: SessionLimits = SessionLimits(),  # noqa: B008 - frozen, shared safely
         hooks: SessionHooks | None = None,
-        telemetry: Telemetry | None = None, clock: Clock = LOOP_CLOCK,
+        observers: ObserverFactory | None = None, clock: Clock = LOOP_CLOCK,
     ) -> None:
         self.name, self.owner, self.config = name, owner, config
         self.idle_ttl_seconds = idle_ttl_seconds
@@ -100,7 +100,7 @@ class Session:
         self.stt: STT = self._build("stt")
         self.vad: VAD = self._build("vad")
         self.turn_detector: TurnDetector = self._build("turn_detector")
-        self.telemetry: SessionTelemetry = telemetry.open_session(self) if telemetry else NO_SESSION_TELEMETRY
+        self.observer: SessionObserver = observers.open_session(self._description()) if observers else NO_OBSERVER
         self._run_tool = ToolRunner(self.tools, self.tool_calls, self.mcp, self.bus, config.tool_timeout_seconds)
         self.turns = Turns(clock, self.metrics, self.bus)
         self._wire(frame_clock, hooks)
@@ -115,15 +115,15 @@ class Session:
 
         self.states = StateMachine(self.bus, audible, lambda: self.speaker.busy, self.clock,
                                    wake_up_after=self.config.wake_up.after_seconds, on_wake_up=self._on_wake_up)
-        effects = BargeInEffects(current, self.mixer, self.bus, self.states, self.metrics, self.telemetry,
+        effects = BargeInEffects(current, self.mixer, self.bus, self.states, self.metrics, self.observer,
                                  cut=lambda: self._interrupt(include_queued=False, fade_ms=20, force=False,
                                                              by_request=False))
         self.barge_in = BargeIn(self.config.interruption, effects, self.clock)
         self._speech_events = SpeechEvents(
-            self.bus, self.states, self.turns, self.barge_in, self.telemetry, self.chat_history, self.layers,
+            self.bus, self.states, self.turns, self.barge_in, self.observer, self.chat_history, self.layers,
             self.config.thinking_audio, self._spawn, hooks.on_agent_text)
         self.speaker = Speaker(self.tts, self.mixer, self._speech_events, max_queued=self.limits.max_queued_utterances)
-        port_effects = PortEffects(self.speaker, self.bus, self.states, self.metrics, self.telemetry,
+        port_effects = PortEffects(self.speaker, self.bus, self.states, self.metrics, self.observer,
                                    attached=self._on_stream_attached,
                                    abandoned=lambda: self._spawn(self.close("audio stream did not come back"),
                                                                  "reattach-close"))
@@ -137,8 +137,15 @@ class Session:
         choice = getattr(self.config.providers, stage)
         return providers.build(stage, choice.name, choice.options, voice=self.config.voice, workers=self._workers)
 
+    def _description(self) -> SessionDescription:
+        return SessionDescription(
+            name=self.name, stt=self.stt.name, tts=self.tts.name, voice=self.config.voice, vad=self.vad.name,
+            turn_detector=self.turn_detector.name, llm=self.llm.name, llm_model=self.llm.model,
+            stt_model=getattr(self.stt, "model", ""), tts_model=getattr(self.tts, "model", ""),
+            labels=dict(self.config.labels))
+
     def _make_listener(self) -> Listener:
-        callbacks = listener_callbacks(self.states, self.barge_in, self.bus, self.telemetry,
+        callbacks = listener_callbacks(self.states, self.barge_in, self.bus, self.observer,
                                        lambda: self.port.stream is not None, self._on_user_turn)
         return Listener(self.vad, self.stt, self.turn_detector, self.config.turn_detection, callbacks, self.clock)
 
@@ -197,7 +204,7 @@ class Session:
         self.bus.publish(ev.SessionClosed(reason))
         self.port.close()
         self.bus.close()
-        self.telemetry.close(reason, self.close_time - self.create_time)
+        self.observer.close(reason, self.close_time - self.create_time)
         self.log.info("session closed", extra={"reason": reason})
 
     @property
@@ -270,7 +277,7 @@ class Session:
         async def pieces() -> AsyncIterator[str]:
             async for piece in generate_reply(self.llm, self.chat_history, self.tools, self._run_tool,
                                               instructions=instructions, stats=stats,
-                                              trace=self.telemetry.reply_trace(utterance)):
+                                              trace=self.observer.reply(utterance)):
                 yield piece
 
         self._enqueue(SpeechJob(utterance, pieces, is_reply=True))
@@ -288,7 +295,7 @@ class Session:
 
     def _enqueue(self, job: SpeechJob) -> None:
         self.speaker.enqueue(job)
-        self.telemetry.agent_turn(job.utterance, answers_user=self.turns.answers_a_turn(job.utterance.id))
+        self.observer.agent_turn(job.utterance, answers_user=self.turns.answers_a_turn(job.utterance.id))
         self.port.wake()
         self._speech_events.utterance_changed(job.utterance)
         self.states.refresh()
@@ -315,7 +322,7 @@ class Session:
         cut = self.speaker.interrupt(include_queued=include_queued, fade_ms=fade_ms, force=force,
                                      reason="INTERRUPT_CALLED" if by_request else "CALLER_SPOKE")
         for utterance in cut:
-            self.telemetry.interrupted(utterance, by_request)
+            self.observer.interrupted(utterance, by_request)
             if utterance.state is UtteranceState.INTERRUPTED and utterance.start_time is not None:
                 self.metrics.interruptions += 1
                 self.bus.publish(ev.Interruption("interrupted", utterance.id, by_request))

@@ -28,13 +28,13 @@ from parley.sessions.config import ThinkingAudioConfig
 from parley.sessions.layers import Layers
 from parley.sessions.listener import ListenerCallbacks, UserTurn
 from parley.sessions.metrics import SessionMetrics
+from parley.sessions.observer import SessionObserver
 from parley.sessions.speech import Speaker
 from parley.sessions.state_machine import StateMachine
 from parley.sessions.states import UserState, UtteranceState
 from parley.sessions.stream import AttachedStream
 from parley.sessions.turns import Turns
 from parley.sessions.utterance import Utterance
-from parley.telemetry import SessionTelemetry
 
 Spawn = Callable[[Awaitable[Any], str], None]
 TextHook = Callable[[str], Awaitable[str | None]]
@@ -52,7 +52,7 @@ class SpeechEvents:
     """What follows from the agent's speech."""
 
     def __init__(
-        self, bus: ev.EventBus, states: StateMachine, turns: Turns, barge_in: BargeIn, telemetry: SessionTelemetry,
+        self, bus: ev.EventBus, states: StateMachine, turns: Turns, barge_in: BargeIn, observer: SessionObserver,
         history: list[ChatMessage], layers: Layers, thinking_audio: ThinkingAudioConfig, spawn: Spawn,
         on_agent_text: TextHook | None,
     ) -> None:
@@ -60,7 +60,7 @@ class SpeechEvents:
         self._states = states
         self._turns = turns
         self._barge_in = barge_in
-        self._telemetry = telemetry
+        self._observer = observer
         self._history = history
         self._layers = layers
         self._thinking_audio = thinking_audio
@@ -79,10 +79,10 @@ class SpeechEvents:
     def speech_started(self, utterance: Utterance) -> None:
         self._barge_in.agent_started(utterance)
         self._states.refresh()
-        self._telemetry.speech_started(utterance, self._turns.speech_started(utterance.id))
+        self._observer.speech_started(utterance, self._turns.speech_started(utterance.id))
 
     def speech_finished(self, utterance: Utterance) -> None:
-        self._telemetry.speech_finished(utterance)
+        self._observer.speech_finished(utterance)
         self._turns.forget(utterance.id)
         self._barge_in.utterance_ended(utterance)
         if utterance.add_to_context and utterance.heard_text:
@@ -104,11 +104,11 @@ class SpeechEvents:
         self._bus.publish(ev.SessionWarning(reason, message, utterance.id))
 
     def tts_first_byte(self, utterance: Utterance, ms: float) -> None:
-        self._telemetry.tts_first_byte(utterance, ms)
+        self._observer.tts_first_byte(utterance, ms)
         self._turns.first_byte(utterance.id, ms)
 
     def synthesis_finished(self, utterance: Utterance) -> None:
-        self._telemetry.synthesis_finished(utterance)
+        self._observer.synthesis_finished(utterance)
 
 
 class BargeInEffects:
@@ -118,14 +118,14 @@ class BargeInEffects:
 
     def __init__(
         self, current: Callable[[], Utterance | None], mixer: Mixer, bus: ev.EventBus, states: StateMachine,
-        metrics: SessionMetrics, telemetry: SessionTelemetry, cut: Callable[[], None],
+        metrics: SessionMetrics, observer: SessionObserver, cut: Callable[[], None],
     ) -> None:
         self._current = current
         self._mixer = mixer
         self._bus = bus
         self._states = states
         self._metrics = metrics
-        self._telemetry = telemetry
+        self._observer = observer
         self._cut = cut
 
     def current(self) -> Utterance | None:
@@ -146,7 +146,7 @@ class BargeInEffects:
 
     def false_interruption(self, utterance: Utterance) -> None:
         self._metrics.false_interruptions += 1
-        self._telemetry.false_interruption(utterance)
+        self._observer.false_interruption(utterance)
 
 
 class PortEffects:
@@ -154,13 +154,13 @@ class PortEffects:
 
     def __init__(
         self, speaker: Speaker, bus: ev.EventBus, states: StateMachine, metrics: SessionMetrics,
-        telemetry: SessionTelemetry, attached: Callable[[], None], abandoned: Callable[[], None],
+        observer: SessionObserver, attached: Callable[[], None], abandoned: Callable[[], None],
     ) -> None:
         self._speaker = speaker
         self._bus = bus
         self._states = states
         self._metrics = metrics
-        self._telemetry = telemetry
+        self._observer = observer
         self._attached = attached
         self._abandoned = abandoned
 
@@ -185,23 +185,23 @@ class PortEffects:
     def frames_dropped(self, count: int, total: int, announce: int) -> None:
         if count:
             self._metrics.frames_dropped += count
-            self._telemetry.frames_dropped(count)
+            self._observer.frames_dropped(count)
         if announce:
             self._bus.publish(ev.FramesDropped(announce, total))
 
     def underrun(self, frames: int) -> None:
         self._metrics.underruns += frames
-        self._telemetry.underruns(frames)
+        self._observer.underruns(frames)
 
 
 def listener_callbacks(
-    states: StateMachine, barge_in: BargeIn, bus: ev.EventBus, telemetry: SessionTelemetry,
+    states: StateMachine, barge_in: BargeIn, bus: ev.EventBus, observer: SessionObserver,
     has_stream: Callable[[], bool], turn_ended: Callable[[UserTurn], None],
 ) -> ListenerCallbacks:
     """What follows from the caller's voice, words and turns."""
 
     def speech_started() -> None:
-        telemetry.user_speech_started()
+        observer.user_speech_started()
         states.set_user(UserState.SPEAKING)
         barge_in.speech_started()
 
@@ -215,7 +215,7 @@ def listener_callbacks(
         barge_in.heard_words(len(t.text.split()), final=t.is_final)
 
     def ended(turn: UserTurn) -> None:
-        telemetry.user_turn(turn)
+        observer.user_turn(turn)
         turn_ended(turn)
 
     return ListenerCallbacks(speech_started=speech_started, speech_ended=speech_ended, transcript=transcript,

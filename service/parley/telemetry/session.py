@@ -2,9 +2,8 @@
 
 The engine calls these hooks at moments it already has (an utterance queued,
 its first frame out of the mixer, its end, a user turn ended, an
-interruption). `SessionTelemetry` itself is the "off" object: every hook does
-nothing, so a session without telemetry pays one empty method call per hook.
-`TracedSession` is the real one.
+interruption). The hooks are declared (and "off" is implemented) by the engine's
+`SessionObserver`; `TracedSession` is the traced one.
 
 Tree (names in `spans.py`):
 
@@ -37,6 +36,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 from parley.chat import ToolCall
 from parley.providers.base import LLM, LLMChunk, Usage
 from parley.sessions.metrics import TurnMetricsSnapshot
+from parley.sessions.observer import ReplyObserver, SessionDescription, SessionObserver
 from parley.sessions.states import UtteranceState
 from parley.telemetry import spans as names
 from parley.telemetry.calls import CallScope, bind_call, current_call
@@ -44,76 +44,10 @@ from parley.telemetry.instruments import Instruments
 
 if TYPE_CHECKING:
     from parley.sessions.listener import UserTurn
-    from parley.sessions.session import Session
     from parley.sessions.tools import ToolOutcome
     from parley.sessions.utterance import Utterance
 
 ENDED_TURNS_KEPT = 16  # agent turns whose context an interruption may still need
-
-
-class ReplyTrace:
-    """Where a reply's model rounds and tool calls are traced; this base class does nothing."""
-
-    def stream(self, llm: LLM, chunks: AsyncIterator[LLMChunk]) -> AsyncIterator[LLMChunk]:
-        """One model round's chunks, passed through (observed when traced)."""
-        return chunks
-
-    async def tool(self, call: ToolCall, run: Callable[[ToolCall], Awaitable[ToolOutcome]]) -> ToolOutcome:
-        return await run(call)
-
-
-NO_REPLY_TRACE = ReplyTrace()
-
-
-class SessionTelemetry:
-    """The hooks the engine calls; this base class is telemetry off (every hook does nothing)."""
-
-    enabled = False
-
-    def bind_call(self, scope: CallScope) -> Span | None:
-        return None
-
-    def agent_turn(self, utterance: Utterance, *, answers_user: bool) -> None:
-        return None
-
-    def reply_trace(self, utterance: Utterance) -> ReplyTrace:
-        return NO_REPLY_TRACE
-
-    def tts_first_byte(self, utterance: Utterance, ms: float) -> None:
-        return None
-
-    def synthesis_finished(self, utterance: Utterance) -> None:
-        return None
-
-    def speech_started(self, utterance: Utterance, turn: TurnMetricsSnapshot | None) -> None:
-        return None
-
-    def speech_finished(self, utterance: Utterance) -> None:
-        return None
-
-    def interrupted(self, utterance: Utterance, by_request: bool) -> None:
-        return None
-
-    def false_interruption(self, utterance: Utterance | None) -> None:
-        return None
-
-    def user_speech_started(self) -> None:
-        return None
-
-    def user_turn(self, turn: UserTurn) -> None:
-        return None
-
-    def frames_dropped(self, count: int) -> None:
-        return None
-
-    def underruns(self, count: int) -> None:
-        return None
-
-    def close(self, reason: str, duration_seconds: float) -> None:
-        return None
-
-
-NO_SESSION_TELEMETRY = SessionTelemetry()
 
 
 @dataclass
@@ -123,7 +57,7 @@ class _Turn:
     speech: Span | None = None
 
 
-class _Reply(ReplyTrace):
+class _Reply(ReplyObserver):
     """A reply's model rounds as "chat {model}" spans under its agent turn, tool calls under the round."""
 
     def __init__(self, owner: TracedSession, utterance_id: str) -> None:
@@ -184,12 +118,10 @@ class _Reply(ReplyTrace):
             span.end()
 
 
-class TracedSession(SessionTelemetry):
+class TracedSession(SessionObserver):
     """A session's spans and its share of the server's instruments."""
 
-    enabled = True
-
-    def __init__(self, tracer: trace.Tracer, instruments: Instruments, session: Session,
+    def __init__(self, tracer: trace.Tracer, instruments: Instruments, session: SessionDescription,
                  request_flush: Callable[[], None]) -> None:
         self.tracer = tracer
         self._instruments = instruments
@@ -199,9 +131,9 @@ class TracedSession(SessionTelemetry):
         self._user_speech_start: int | None = None
         self._last_user_turn: SpanContext | None = None
         self._session_id = session.name
-        self._tts_attributes = {"parley.tts.provider": session.tts.name, "parley.tts.voice": session.config.voice}
-        self._stt_attributes = {"parley.stt.provider": session.stt.name}
-        self._eot_attributes = {"parley.turn_detector.provider": session.turn_detector.name}
+        self._tts_attributes = {"parley.tts.provider": session.tts, "parley.tts.voice": session.voice}
+        self._stt_attributes = {"parley.stt.provider": session.stt}
+        self._eot_attributes = {"parley.turn_detector.provider": session.turn_detector}
         call = current_call()
         parent = call.parent if call is not None and call.rpc_method == "Start" else None
         self.root = tracer.start_span(names.SESSION, context=parent or Context(), kind=SpanKind.SERVER,
@@ -240,7 +172,7 @@ class TracedSession(SessionTelemetry):
         turn = self._turns.get(utterance_id)
         return trace.set_span_in_context(turn.span) if turn is not None else self._root_context
 
-    def reply_trace(self, utterance: Utterance) -> ReplyTrace:
+    def reply(self, utterance: Utterance) -> ReplyObserver:
         return _Reply(self, utterance.id)
 
     def tts_first_byte(self, utterance: Utterance, ms: float) -> None:
@@ -367,21 +299,20 @@ class TracedSession(SessionTelemetry):
         self._request_flush()
 
 
-def _session_attributes(session: Session) -> dict[str, Any]:
+def _session_attributes(session: SessionDescription) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         names.SESSION_ID: session.name,
-        "parley.stt.provider": session.stt.name,
-        "parley.tts.provider": session.tts.name,
-        "parley.tts.voice": session.config.voice,
-        "parley.vad.provider": session.vad.name,
-        "parley.turn_detector.provider": session.turn_detector.name,
-        names.GEN_AI_PROVIDER: session.llm.name,
-        names.GEN_AI_REQUEST_MODEL: session.llm.model,
+        "parley.stt.provider": session.stt,
+        "parley.tts.provider": session.tts,
+        "parley.tts.voice": session.voice,
+        "parley.vad.provider": session.vad,
+        "parley.turn_detector.provider": session.turn_detector,
+        names.GEN_AI_PROVIDER: session.llm,
+        names.GEN_AI_REQUEST_MODEL: session.llm_model,
     }
-    for stage in ("stt", "tts"):
-        model = getattr(getattr(session, stage), "model", "")
+    for stage, model in (("stt", session.stt_model), ("tts", session.tts_model)):
         if model:
             attributes[f"parley.{stage}.model"] = model
-    for key, value in session.config.labels.items():
+    for key, value in session.labels.items():
         attributes[f"parley.label.{key}"] = value
     return attributes

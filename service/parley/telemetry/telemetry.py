@@ -12,15 +12,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import metrics, trace
 
+from parley.sessions.observer import NO_OBSERVER, SessionDescription, SessionObserver
 from parley.telemetry.instruments import Instruments
-from parley.telemetry.session import NO_SESSION_TELEMETRY, SessionTelemetry, TracedSession
-
-if TYPE_CHECKING:
-    from parley.sessions.session import Session
+from parley.telemetry.session import TracedSession
 
 log = logging.getLogger("parley.telemetry")
 SCOPE_NAME = "parley"
@@ -61,10 +59,10 @@ class Telemetry:
         built = build_providers(choice)
         return cls(built.tracer_provider, built.meter_provider, owned=True, exporters=built.exporters)
 
-    def open_session(self, session: Session) -> SessionTelemetry:
+    def open_session(self, session: SessionDescription) -> SessionObserver:
         """Start a session's root span (its parent is the caller's traceparent on Start, if any)."""
         if not self.enabled:
-            return NO_SESSION_TELEMETRY
+            return NO_OBSERVER
         return TracedSession(self.tracer, self.instruments, session, self.request_flush)
 
     # -- flush and shutdown, off the event loop ------------------------------------------
