@@ -24,6 +24,10 @@ def voice(seconds: float, seed: int = 0) -> np.ndarray:
     return np.rint(x * env / 1.9 * 20000).astype(np.int16)
 
 
+def tags(frame) -> tuple:  # type: ignore[no-untyped-def]
+    return tuple(tag for tag, _ in frame.speech)
+
+
 def test_frames_carry_tags_and_utterances_end_after_their_last_sample():
     m = Mixer(RATE)
     a, b = voice(0.05), voice(0.03, seed=1)  # 1200 and 720 samples
@@ -31,10 +35,10 @@ def test_frames_carry_tags_and_utterances_end_after_their_last_sample():
     m.push_speech(b.tobytes(), "b")
     m.end_speech("b")
     f1, f2, f3, f4, f5 = (m.mix_frame() for _ in range(5))
-    assert f1.tags == ("a",) and f1.speech_samples == FRAME and f1.ended == ()
+    assert tags(f1) == ("a",) and f1.speech_samples == FRAME and f1.ended == ()
     assert f3.speech == (("a", 240), ("b", 240)) and f3.tag == "a"
     assert f3.ended == (SpeechEnd("a", 1200, False),)
-    assert f4.tags == ("b",) and f4.ended == (SpeechEnd("b", 720, False),)
+    assert tags(f4) == ("b",) and f4.ended == (SpeechEnd("b", 720, False),)
     assert f5.speech_samples == 0 and f5.ended == () and f5.tag is None
     out = np.concatenate([np.frombuffer(f.pcm, np.int16) for f in (f1, f2, f3, f4)])
     assert np.array_equal(out[:1920], np.concatenate([a, b]))
@@ -78,7 +82,7 @@ def test_interrupt_all_fades_without_a_click_and_reports_what_was_heard(at):
     assert max_step(out) <= max_step(speech)
     ends = [e for f in rest for e in f.ended]
     assert ends == [SpeechEnd("b", 0, True), SpeechEnd("a", played, True)]
-    assert all(f.tags in ((), ("a",)) for f in rest)
+    assert all(tags(f) in ((), ("a",)) for f in rest)
     assert sum(f.speech_samples for f in rest) == RATE // 5
     tail = out[frames * FRAME : frames * FRAME + RATE // 5]
     expected = speech[frames * FRAME : frames * FRAME + RATE // 5] * equal_power_out(RATE // 5)

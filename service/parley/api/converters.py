@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, assert_never
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
@@ -461,5 +461,7 @@ def event_to_proto(event: ev.SessionEvent) -> events_pb2.SessionEvent:
             )
         case ev.SessionClosed():
             out.session_closed.reason = p.reason
+        case _:
+            assert_never(p)  # every event type has its message: the type checker and a test hold this
     return out
 

@@ -70,10 +70,6 @@ class MixedFrame:
     interrupted or dropped since the previous frame, in the order they ended."""
 
     @property
-    def tags(self) -> tuple[Hashable, ...]:
-        return tuple(tag for tag, _ in self.speech)
-
-    @property
     def tag(self) -> Hashable | None:
         """The tag with the most speech in this frame (the earlier on a tie)."""
         return max(self.speech, key=lambda s: s[1])[0] if self.speech else None

@@ -30,10 +30,6 @@ class Workers:
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="parley-provider")
         self._closed = False
 
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        return self._pool
-
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run fn(*args, **kwargs) on the pool and await its result."""
         if self._closed:

@@ -43,6 +43,7 @@ class ListenerCallbacks:
     speech_ended: Callable[[float], None]
     transcript: Callable[[Transcript], None]  # every interim with text, and every final (empty ones too)
     turn_ended: Callable[[UserTurn], None]
+    audio_dropped: Callable[[int], None]  # recognition fell behind: this many ms of the caller's audio were lost
 
 
 _END = object()  # marks the end of one stretch of speech in the recognizer queue
@@ -52,8 +53,8 @@ class Listener:
     """Feeds one caller's audio through VAD, STT and endpointing.
 
     Overflow policy: the recognizer queue holds at most `max_queued_seconds`
-    of audio; older audio is dropped (and counted in `dropped_samples`) if
-    recognition falls behind.
+    of audio; older audio is dropped if recognition falls behind, counted in
+    `dropped_samples` and reported (once per spell of falling behind).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class Listener:
         self._max_queued = int(max_queued_seconds * self.sample_rate)
         self._wakeup = asyncio.Event()
         self.dropped_samples = 0
+        self._dropping = False
         self._position = 0  # samples received
         self._finalized = False  # the final of the current stretch is asked for; quiet audio is held back
         self._finals_pending = 0  # finals asked for and not yet in
@@ -163,6 +165,9 @@ class Listener:
             del self._queue[oldest]
             self._queued_samples -= len(dropped)
             self.dropped_samples += len(dropped)
+            if not self._dropping:
+                self._dropping = True
+                self._cb.audio_dropped(len(dropped) * 1000 // self.sample_rate)
         self._wakeup.set()
 
     # -- recognition ------------------------------------------------------------
@@ -175,6 +180,8 @@ class Listener:
                 item = self._queue.popleft()
                 if isinstance(item, np.ndarray):
                     self._queued_samples -= len(item)
+                    if self._dropping and self._queued_samples < self._max_queued // 2:
+                        self._dropping = False  # caught up: the next loss is reported again
                     interim = await self._stt.push(item, interim=not self._finals_pending)
                     if interim is not None and interim.text:
                         self._cb.transcript(interim)

@@ -218,5 +218,9 @@ def listener_callbacks(
         observer.user_turn(turn)
         turn_ended(turn)
 
+    def audio_dropped(ms: int) -> None:
+        bus.publish(ev.SessionWarning(
+            "CALLER_AUDIO_DROPPED", f"speech recognition fell behind: {ms} ms of the caller's audio were dropped"))
+
     return ListenerCallbacks(speech_started=speech_started, speech_ended=speech_ended, transcript=transcript,
-                             turn_ended=ended)
+                             turn_ended=ended, audio_dropped=audio_dropped)
