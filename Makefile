@@ -49,6 +49,7 @@ $(BUF):
 # HEAD; until a release is tagged there is nothing to compare with.
 lint: $(BUF) $(INSTALLED)
 	$(BIN)/ruff check service tests bench examples mixer
+	$(BIN)/mypy
 	cd proto && ../$(BUF) lint
 	@tag=$$(git describe --tags --abbrev=0 --match 'v*' HEAD~1 2>/dev/null); \
 	if [ -n "$$tag" ]; then echo "buf breaking against $$tag"; \

@@ -61,7 +61,7 @@ async def open_session(stub: pb_grpc.AgentSessionServiceStub) -> str:
     return (await stub.Start(pb.StartRequest(config=config))).session.name
 
 
-async def capacity_step(stub, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def capacity_step(stub, count: int) -> dict[str, float]:
     names = [await open_session(stub) for _ in range(count)]
     stop = asyncio.Event()
     lateness: list[float] = []
@@ -76,7 +76,7 @@ async def capacity_step(stub, count: int) -> dict[str, float]:  # type: ignore[n
             "p99_ms": float(np.percentile(values, 99)), "max_ms": float(values.max())}
 
 
-async def interrupt_latency(stub, rounds: int = 10) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def interrupt_latency(stub, rounds: int = 10) -> dict[str, float]:
     """Interrupt call sent -> first silent frame received, and speech frames after ClearAudio."""
     latencies, frames_after = [], []
     for _ in range(rounds):
@@ -116,7 +116,7 @@ async def interrupt_latency(stub, rounds: int = 10) -> dict[str, float]:  # type
             "speech_frames_after_clear_max": int(max(frames_after))}
 
 
-async def turn_latency(stub, rounds: int = 8) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def turn_latency(stub, rounds: int = 8) -> dict[str, float]:
     """Server-added latency: user speech end -> first reply frame, minus endpointing and provider time."""
     added, e2e = [], []
     tone = (8000 * np.sin(2 * np.pi * 300 * np.arange(8000) / 16000)).astype("<i2")

@@ -63,7 +63,8 @@ def word_errors(reference: list[str], hypothesis: list[str]) -> int:
 async def synth(tts: TTS, text: str) -> tuple[np.ndarray, float, float]:
     """Audio, seconds to first chunk, seconds to the whole text."""
     start = time.perf_counter()
-    chunks, first = [], 0.0
+    chunks: list[np.ndarray] = []
+    first = 0.0
     async for chunk in tts.synthesize(text):
         if not chunks:
             first = time.perf_counter() - start

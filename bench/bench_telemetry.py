@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -50,7 +51,7 @@ class CountingReceiver(trace_service_pb2_grpc.TraceServiceServicer, metrics_serv
         self.metric_exports = 0
         self._counts = counts
 
-    async def Export(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+    async def Export(self, request, context):  # noqa: N802
         if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
             self.spans += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
             response = trace_service_pb2.ExportTraceServiceResponse()
@@ -101,7 +102,7 @@ async def start_server(otel_endpoint: str) -> tuple[subprocess.Popen, str]:
     return proc, address
 
 
-async def step(stub, pid: int, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def step(stub, pid: int, count: int) -> dict[str, float]:
     config = session_pb2.SessionConfig(providers=STAND_INS)
     names = [(await stub.Start(pb.StartRequest(config=config))).session.name for _ in range(count)]
     stop = asyncio.Event()
@@ -122,7 +123,7 @@ async def step(stub, pid: int, count: int) -> dict[str, float]:  # type: ignore[
             "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
-async def run(mode: str, counts: Path | None, endpoint: str) -> list[dict[str, float]]:
+async def run(mode: str, counts: Path | None, endpoint: str) -> list[dict[str, Any]]:
     proc, address = await start_server(endpoint)
     rows = []
     try:

@@ -139,7 +139,7 @@ class Caller:
             await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
         return ended
 
-    async def silence_until(self, done, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    async def silence_until(self, done, timeout: float) -> None:
         silence = np.zeros(320, dtype=np.int16)
         deadline = time.monotonic() + timeout
         while not done() and time.monotonic() < deadline:
@@ -162,8 +162,8 @@ async def one_turn(stub: pb_grpc.AgentSessionServiceStub, question: np.ndarray) 
         await caller.silence_until(lambda: "done" in caller.marks, 30.0)
         if "first_audio" not in caller.marks:
             return None
-        row = {key: (caller.marks[key] - ended) * 1000 for key in ("vad", "stt", "turn_end", "first_audio")
-               if key in caller.marks}
+        marks = ("vad", "stt", "turn_end", "first_audio")
+        row: dict[str, float] = {key: (caller.marks[key] - ended) * 1000 for key in marks if key in caller.marks}
         return {**row, **caller.turn}
     finally:
         await caller.close()
@@ -193,9 +193,8 @@ async def noise_pause(stub: pb_grpc.AgentSessionServiceStub) -> dict[str, float]
         noise = np.random.default_rng(3).normal(0, 6000, 2400).clip(-32768, 32767).astype(np.int16)
         ended = await caller.send(noise)
         await caller.silence_until(lambda: len(resumed) >= 2, 5.0)
-        kinds = {events_pb2.INTERRUPTION_KIND_PAUSED: "paused", events_pb2.INTERRUPTION_KIND_RESUMED: "resumed",
-                 events_pb2.INTERRUPTION_KIND_INTERRUPTED: "interrupted"}
-        return {kinds[int(k)]: (t - ended) * 1000 for k, t in resumed.items()}
+        return {events_pb2.InterruptionKind.Name(int(k)).removeprefix("INTERRUPTION_KIND_").lower(): (t - ended) * 1000
+                for k, t in resumed.items()}
     finally:
         watcher.cancel()
         await caller.close()

@@ -15,7 +15,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:  # type: ignore[no-untyped-def]
+async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:
     """Read a session's StreamAudio, recording each frame's lateness (ms) against its absolute schedule
     (first frame + n x 20 ms), after a first second of warm-up."""
     call = stub.StreamAudio()
@@ -36,7 +36,7 @@ async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[flo
     call.cancel()
 
 
-async def talk(stub, name: str, stop: asyncio.Event, every_seconds: float) -> None:  # type: ignore[no-untyped-def]
+async def talk(stub, name: str, stop: asyncio.Event, every_seconds: float) -> None:
     """Background audio on, then a short Say every `every_seconds` until `stop`."""
     await stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=name))
     while not stop.is_set():

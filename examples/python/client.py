@@ -32,7 +32,7 @@ LONG_TEXT = ("Let me tell you a long story about the sea, the wind, and a small 
              "from one harbour to the next for many, many years.")
 
 
-def short(enum, value: int) -> str:  # type: ignore[no-untyped-def]
+def short(enum, value: int) -> str:
     """AGENT_STATE_IDLE -> idle."""
     prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.DESCRIPTOR.name).upper() + "_"
     return enum.Name(value).removeprefix(prefix).lower()
@@ -95,7 +95,7 @@ class Call:
                 return u
         return None
 
-    async def until(self, found, timeout: float):  # type: ignore[no-untyped-def]
+    async def until(self, found, timeout: float):
         """Wait until `found()` returns something, at most `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while (result := found()) is None:

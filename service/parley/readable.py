@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
@@ -55,7 +56,9 @@ def _metrics(turn: session_pb2.TurnMetrics) -> str:
 def details(event: events_pb2.SessionEvent) -> str:
     """The event's details in plain words."""
     kind = event.WhichOneof("event")
-    body = getattr(event, kind) if kind else None
+    if kind is None:
+        return ""
+    body: Any = getattr(event, kind)
     if kind == "agent_state_changed":
         return f"{short(session_pb2.AgentState, body.old_state)} -> {short(session_pb2.AgentState, body.new_state)}"
     if kind == "user_state_changed":

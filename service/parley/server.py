@@ -180,6 +180,11 @@ async def serve(settings: ServerSettings) -> None:
     await server.start()
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
+
+    def stop() -> None:
+        if not stopping:
+            stopping.append(asyncio.create_task(server.stop()))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stopping or stopping.append(asyncio.create_task(server.stop())))
+        loop.add_signal_handler(sig, stop)
     await server.wait_stopped()

@@ -153,7 +153,8 @@ class Leaf:
             return unit.upper()
         if getattr(self.info.annotation, "__args__", None):  # a Literal: named by what it picks
             return self.name.rsplit("_", 1)[-1].upper()
-        return {int: "N", float: "NUMBER"}.get(self.info.annotation, "TEXT")  # type: ignore[arg-type]
+        annotation = self.info.annotation
+        return "N" if annotation is int else "NUMBER" if annotation is float else "TEXT"
 
     def describe(self) -> str:
         """The --help line: what it does, then its allowed values, unit, default and variable."""

@@ -13,12 +13,12 @@ from parley.v1 import audio_pb2, session_pb2
 from tests.helpers import error_details
 
 
-async def start(stub, **config) -> session_pb2.Session:  # type: ignore[no-untyped-def]
+async def start(stub, **config) -> session_pb2.Session:
     reply = await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(**config)))
     return reply.session
 
 
-async def test_start_get_list_close_round_trip(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_start_get_list_close_round_trip(stub) -> None:
     session = await start(stub, instructions="You are terse.", labels={"team": "support"})
     assert session.name.startswith("sessions/")
     assert session.status == session_pb2.SESSION_STATUS_ACTIVE
@@ -47,7 +47,7 @@ async def test_start_get_list_close_round_trip(stub) -> None:  # type: ignore[no
     assert (await stub.Get(pb.GetRequest(session=session.name))).session.status == session_pb2.SESSION_STATUS_CLOSED
 
 
-async def test_get_shows_the_model_in_use_and_never_the_api_key(stub, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+async def test_get_shows_the_model_in_use_and_never_the_api_key(stub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_MODEL", "served-model")
     llm = session_pb2.ProviderSpec(name="openai", options={"base_url": "http://127.0.0.1:9/v1", "api_key": "sk-secret"})
     session = await start(stub, providers=session_pb2.ProvidersConfig(llm=llm))
@@ -56,7 +56,7 @@ async def test_get_shows_the_model_in_use_and_never_the_api_key(stub, monkeypatc
     assert "sk-secret" not in str(session) and "temperature" not in shown.options  # unset stays unset
 
 
-async def test_close_is_idempotent(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_close_is_idempotent(stub) -> None:
     session = await start(stub)
     first = (await stub.Close(pb.CloseRequest(session=session.name, reason="first"))).session
     second = (await stub.Close(pb.CloseRequest(session=session.name, reason="second"))).session
@@ -65,7 +65,7 @@ async def test_close_is_idempotent(stub) -> None:  # type: ignore[no-untyped-def
     assert second.close_time == first.close_time
 
 
-async def test_start_replayed_with_same_request_id_returns_same_session(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_start_replayed_with_same_request_id_returns_same_session(stub) -> None:
     request = pb.StartRequest(config=session_pb2.SessionConfig(), request_id="retry-1")
     first, second = await asyncio.gather(stub.Start(request), stub.Start(request))
     third = await stub.Start(request)
@@ -75,7 +75,7 @@ async def test_start_replayed_with_same_request_id_returns_same_session(stub) ->
     assert len((await stub.List(pb.ListRequest())).sessions) == 2
 
 
-async def test_unknown_session_is_not_found(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_session_is_not_found(stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Get(pb.GetRequest(session="sessions/doesnotexist"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -83,7 +83,7 @@ async def test_unknown_session_is_not_found(stub) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("name", ["", "session/abc", "sessions/", "sessions/a b", "sessions/" + "x" * 65])
-async def test_malformed_session_name_names_the_field(stub, name: str) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_session_name_names_the_field(stub, name: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Get(pb.GetRequest(session=name))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -113,7 +113,7 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize("config,field", BAD_CONFIGS, ids=[f for _, f in BAD_CONFIGS])
-async def test_bad_config_field_is_named(stub, config, field: str) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_config_field_is_named(stub, config, field: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await start(stub, **config)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -123,7 +123,7 @@ async def test_bad_config_field_is_named(stub, config, field: str) -> None:  # t
     assert (await stub.List(pb.ListRequest())).sessions == []  # nothing half-created
 
 
-async def test_list_pages_newest_first(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_list_pages_newest_first(stub) -> None:
     names = [(await start(stub)).name for _ in range(5)]
     page1 = await stub.List(pb.ListRequest(page_size=2))
     page2 = await stub.List(pb.ListRequest(page_size=2, page_token=page1.next_page_token))
@@ -138,10 +138,10 @@ async def test_list_pages_newest_first(stub) -> None:  # type: ignore[no-untyped
 
 class TestLimits:
     @pytest.fixture
-    def server_settings(self, server_settings):  # type: ignore[no-untyped-def]
+    def server_settings(self, server_settings):
         return server_settings.replace(max_sessions=2)
 
-    async def test_session_cap_is_resource_exhausted(self, stub) -> None:  # type: ignore[no-untyped-def]
+    async def test_session_cap_is_resource_exhausted(self, stub) -> None:
         first = await start(stub)
         await start(stub)
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -152,7 +152,7 @@ class TestLimits:
         await start(stub)  # a slot is free again
 
 
-async def test_idle_sessions_are_reaped_after_ttl(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_idle_sessions_are_reaped_after_ttl(stub) -> None:
     short = await start(stub, idle_ttl_seconds=0.3)
     long = await start(stub, idle_ttl_seconds=60)
     await asyncio.sleep(0.6)
@@ -162,7 +162,7 @@ async def test_idle_sessions_are_reaped_after_ttl(stub) -> None:  # type: ignore
     assert (await stub.Get(pb.GetRequest(session=long.name))).session.status == session_pb2.SESSION_STATUS_ACTIVE
 
 
-async def test_watch_events_ends_with_session_closed(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_watch_events_ends_with_session_closed(stub) -> None:
     session = await start(stub)
     call = stub.WatchEvents(pb.WatchEventsRequest(session=session.name))
     await asyncio.sleep(0.05)
@@ -176,7 +176,7 @@ async def test_watch_events_ends_with_session_closed(stub) -> None:  # type: ign
     assert await call.code() == grpc.StatusCode.OK
 
 
-async def test_calls_on_closed_session_fail_precondition(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_calls_on_closed_session_fail_precondition(stub) -> None:
     session = await start(stub)
     await stub.Close(pb.CloseRequest(session=session.name))
     call = stub.WatchEvents(pb.WatchEventsRequest(session=session.name))

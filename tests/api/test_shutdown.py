@@ -35,7 +35,7 @@ async def test_sigterm_drains_and_exits_zero() -> None:
         assert '"event": "draining"' in log and '"event": "stopped"' in log
 
 
-async def test_new_calls_while_draining_are_unavailable(server, channel, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_new_calls_while_draining_are_unavailable(server, channel, stub) -> None:
     session = (await stub.Start(pb.StartRequest())).session
     await server.begin_drain()
     health = health_pb2_grpc.HealthStub(channel)

@@ -147,8 +147,8 @@ def rms(pcm: np.ndarray) -> float:
 
 
 @pytest.fixture
-async def start_session(stub):  # type: ignore[no-untyped-def]
-    async def start(**config) -> session_pb2.Session:  # type: ignore[no-untyped-def]
+async def start_session(stub):
+    async def start(**config) -> session_pb2.Session:
         config.setdefault("providers", STAND_IN_PROVIDERS)
         return (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(**config)))).session
     return start

@@ -15,7 +15,7 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
-async def cycle(stub, count: int) -> None:  # type: ignore[no-untyped-def]
+async def cycle(stub, count: int) -> None:
     config = session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS)
     names = [s.session.name for s in await asyncio.gather(
         *(stub.Start(pb.StartRequest(config=config)) for _ in range(count)))]
@@ -26,7 +26,7 @@ async def cycle(stub, count: int) -> None:  # type: ignore[no-untyped-def]
     await asyncio.gather(*(stub.Close(pb.CloseRequest(session=n)) for n in names))
 
 
-async def test_200_sessions_open_and_close_leave_no_tasks_or_memory(server, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_200_sessions_open_and_close_leave_no_tasks_or_memory(server, stub) -> None:
     await cycle(stub, 20)  # warm caches, pools and allocators
     gc.collect()
     await asyncio.sleep(0.1)

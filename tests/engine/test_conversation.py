@@ -18,7 +18,7 @@ def tone(seconds: float, rate: int = 16000, freq: float = 300.0) -> np.ndarray:
     return (8000 * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)).astype(np.int16)
 
 
-async def test_wake_up_fires_once_after_idle_and_not_during_speech(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_wake_up_fires_once_after_idle_and_not_during_speech(stub, start_session) -> None:
     session = await start_session(wake_up=session_pb2.WakeUpConfig(
         after_seconds=0.6, action=session_pb2.AgentAction(say_text="are you there")))
     client = await open_stream(stub, session.name)
@@ -36,7 +36,7 @@ async def test_wake_up_fires_once_after_idle_and_not_during_speech(stub, start_s
     await client.aclose()
 
 
-async def test_wake_up_is_reset_by_caller_speech(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_wake_up_is_reset_by_caller_speech(stub, start_session) -> None:
     session = await start_session(
         wake_up=session_pb2.WakeUpConfig(after_seconds=0.8, action=session_pb2.AgentAction(say_text="hello?")),
         auto_reply=False, providers=STAND_IN_PROVIDERS)
@@ -50,7 +50,7 @@ async def test_wake_up_is_reset_by_caller_speech(stub, start_session) -> None:  
     await client.aclose()
 
 
-async def test_false_interruption_pauses_then_resumes(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_false_interruption_pauses_then_resumes(stub) -> None:
     providers = session_pb2.ProvidersConfig()
     providers.CopyFrom(STAND_IN_PROVIDERS)
     providers.stt.options.update({"transcripts": [""]})  # noise: no words
@@ -75,7 +75,7 @@ async def test_false_interruption_pauses_then_resumes(stub) -> None:  # type: ig
     await client.aclose()
 
 
-async def test_background_and_thinking_layers_are_audible_and_fade_out(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_background_and_thinking_layers_are_audible_and_fade_out(stub, start_session) -> None:
     session = await start_session(background_audio=session_pb2.BackgroundAudioConfig(duck_db=12))
     client = await open_stream(stub, session.name)
     await client.wait_for(lambda: len(client.frames) >= 10)
@@ -112,7 +112,7 @@ async def test_background_and_thinking_layers_are_audible_and_fade_out(stub, sta
     await client.aclose()
 
 
-async def test_background_override_stops_thinking_and_resumes_it(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_background_override_stops_thinking_and_resumes_it(stub, start_session) -> None:
     session = await start_session()
     name = session.name
     assert (await stub.StartThinkingAudio(pb.StartThinkingAudioRequest(session=name))).thinking_audio.playing
@@ -123,7 +123,7 @@ async def test_background_override_stops_thinking_and_resumes_it(stub, start_ses
     assert (await stub.Get(pb.GetRequest(session=name))).session.thinking_audio.playing
 
 
-async def test_client_tool_call_round_trip(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_client_tool_call_round_trip(stub) -> None:
     providers = session_pb2.ProvidersConfig()
     providers.CopyFrom(STAND_IN_PROVIDERS)
     providers.llm.options.update({
@@ -157,7 +157,7 @@ async def test_client_tool_call_round_trip(stub) -> None:  # type: ignore[no-unt
     await client.aclose()
 
 
-async def test_tool_timeout_gives_the_model_an_error(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_tool_timeout_gives_the_model_an_error(stub) -> None:
     providers = session_pb2.ProvidersConfig()
     providers.CopyFrom(STAND_IN_PROVIDERS)
     providers.llm.options.update({"tool_calls": [{"name": "slow", "arguments": {}}],
@@ -172,7 +172,7 @@ async def test_tool_timeout_gives_the_model_an_error(stub) -> None:  # type: ign
     assert tool_message.role == session_pb2.CHAT_ROLE_TOOL and "did not answer" in tool_message.content
 
 
-async def test_a_call_of_an_unknown_tool_is_answered_to_the_model_not_sent_to_the_client(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_a_call_of_an_unknown_tool_is_answered_to_the_model_not_sent_to_the_client(stub) -> None:
     providers = session_pb2.ProvidersConfig()
     providers.CopyFrom(STAND_IN_PROVIDERS)
     providers.llm.options.update({"tool_calls": [{"name": "get_weathr", "arguments": {}}],

@@ -125,7 +125,7 @@ class Conversation:
                              and e.utterance_updated.utterance.id == said.id
                              and e.utterance_updated.utterance.state == PLAYED)
 
-    async def until(self, seen: int, matches, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    async def until(self, seen: int, matches, timeout: float = 5.0) -> None:
         """Keep the line open until an event after the first `seen` matches."""
         deadline = time.monotonic() + timeout
         while not any(matches(e) for e in self.client.events[seen:]):
@@ -228,7 +228,7 @@ SCENES = ["speaking", "speaking", "thinking", "tool call", "just played", "idle"
 ACTIONS = ["talk over", "talk over", "short words", "cough", "say", "reply", "interrupt", "reattach", "pause"]
 
 
-async def run_conversation(  # type: ignore[no-untyped-def]
+async def run_conversation(
     stub, seed: int, steps: int, *, with_tools: bool = False, voice: Voice | None = None,
 ) -> None:
     """`voice` None: the stand-in providers and tones; else the default providers and that voice."""
@@ -281,15 +281,15 @@ async def run_conversation(  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-async def test_random_conversations_keep_speaking_and_listening(stub, seed: int) -> None:  # type: ignore[no-untyped-def]
+async def test_random_conversations_keep_speaking_and_listening(stub, seed: int) -> None:
     await run_conversation(stub, seed, 18, with_tools=False)
 
 
-async def test_random_conversations_with_tool_calls(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_random_conversations_with_tool_calls(stub) -> None:
     await run_conversation(stub, 3, 14, with_tools=True)
 
 
-async def test_random_conversation_with_the_default_providers(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_random_conversation_with_the_default_providers(stub) -> None:
     """Real speech in (espeak, another voice than the agent's), Whisper, WebRTC VAD, the local model."""
     phrases = await spoken_all(["could you please tell me when the library opens tomorrow morning",
                                 "I would like to book a table for two people tonight",

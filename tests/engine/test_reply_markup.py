@@ -13,7 +13,7 @@ from tests.engine.test_speech import PLAYED, wait_done
 MARKED_UP = "<<SYS>> [INST] ## <em>Sure</em>! The **capital** of France is [Paris](https://example.org/paris).</s>"
 
 
-async def test_reply_speaks_the_words_without_the_markup(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_reply_speaks_the_words_without_the_markup(stub) -> None:
     options = struct_pb2.Struct()
     options.update({"template": MARKED_UP})
     providers = session_pb2.ProvidersConfig(llm=session_pb2.ProviderSpec(name="echo", options=options),

@@ -20,16 +20,16 @@ PLAYED, INTERRUPTED, SPEAKING, QUEUED = (
 LONG_TEXT = "this sentence is long enough to keep the agent talking for several seconds at least"
 
 
-async def wait_done(stub, session: str, utterance_id: str) -> session_pb2.Utterance:  # type: ignore[no-untyped-def]
+async def wait_done(stub, session: str, utterance_id: str) -> session_pb2.Utterance:
     reply = await stub.WaitUtterance(pb.WaitUtteranceRequest(session=session, utterance_id=utterance_id), timeout=30)
     return reply.utterance
 
 
-async def wait_speaking(client, utterance_id: str) -> None:  # type: ignore[no-untyped-def]
+async def wait_speaking(client, utterance_id: str) -> None:
     await client.wait_for(lambda: SPEAKING in client.utterance_states(utterance_id))
 
 
-async def test_say_is_played_only_after_its_last_frame(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_say_is_played_only_after_its_last_frame(stub, start_session) -> None:
     session = await start_session()
     client = await open_stream(stub, session.name)
     said = (await stub.Say(pb.SayRequest(session=session.name, text="hello there"))).utterance
@@ -54,7 +54,7 @@ async def test_say_is_played_only_after_its_last_frame(stub, start_session) -> N
     await client.aclose()
 
 
-async def test_interrupt_silences_within_a_frame_and_keeps_only_heard_text(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_interrupt_silences_within_a_frame_and_keeps_only_heard_text(stub, start_session) -> None:
     session = await start_session()
     client = await open_stream(stub, session.name)
     said = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT))).utterance
@@ -85,7 +85,7 @@ async def test_interrupt_silences_within_a_frame_and_keeps_only_heard_text(stub,
     await client.aclose()
 
 
-async def test_interrupt_scope_all_drops_queued(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_interrupt_scope_all_drops_queued(stub, start_session) -> None:
     session = await start_session()
     first = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT))).utterance
     second = (await stub.Say(pb.SayRequest(session=session.name, text="second"))).utterance
@@ -103,12 +103,12 @@ async def test_interrupt_scope_all_drops_queued(stub, start_session) -> None:  #
     assert fifth_done.state == INTERRUPTED and fifth_done.heard_text == ""
 
 
-async def test_interrupt_on_idle_session_is_a_no_op(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_interrupt_on_idle_session_is_a_no_op(stub, start_session) -> None:
     session = await start_session()
     assert list((await stub.Interrupt(pb.InterruptRequest(session=session.name))).interrupted) == []
 
 
-async def test_reply_while_busy_follows_policy(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_reply_while_busy_follows_policy(stub, start_session) -> None:
     session = await start_session()
     name = session.name
     talking = (await stub.Say(pb.SayRequest(session=name, text=LONG_TEXT))).utterance
@@ -133,7 +133,7 @@ async def test_reply_while_busy_follows_policy(stub, start_session) -> None:  # 
     assert (await wait_done(stub, name, again.id)).text == "You said: three"
 
 
-async def test_request_id_replay_never_speaks_twice(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_request_id_replay_never_speaks_twice(stub, start_session) -> None:
     session = await start_session()
     request = pb.SayRequest(session=session.name, text="only once", request_id="say-1")
     first, second = await asyncio.gather(stub.Say(request), stub.Say(request))
@@ -145,7 +145,7 @@ async def test_request_id_replay_never_speaks_twice(stub, start_session) -> None
     assert [m.content for m in got.chat_history] == ["only once"]
 
 
-async def test_non_interruptible_speech_survives_barge_in_and_yields_to_force(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_non_interruptible_speech_survives_barge_in_and_yields_to_force(stub, start_session) -> None:
     session = await start_session(interruption=session_pb2.InterruptionConfig(min_duration_seconds=0.2))
     client = await open_stream(stub, session.name)
     said = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT, interruptible=False))).utterance
@@ -163,7 +163,7 @@ async def test_non_interruptible_speech_survives_barge_in_and_yields_to_force(st
     await client.aclose()
 
 
-async def test_caller_voice_interrupts_interruptible_speech(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_caller_voice_interrupts_interruptible_speech(stub, start_session) -> None:
     session = await start_session(interruption=session_pb2.InterruptionConfig(
         mode=session_pb2.INTERRUPTION_MODE_VAD_ONLY, min_duration_seconds=0.2), auto_reply=False)
     client = await open_stream(stub, session.name)
@@ -178,7 +178,7 @@ async def test_caller_voice_interrupts_interruptible_speech(stub, start_session)
     await client.aclose()
 
 
-async def test_empty_say_is_invalid(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_empty_say_is_invalid(stub, start_session) -> None:
     session = await start_session()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Say(pb.SayRequest(session=session.name, text="  "))

@@ -25,7 +25,7 @@ async def spoken(text: str, rate: int = 16000, voice: str = "") -> np.ndarray:
         workers.close()
 
 
-async def test_spoken_question_gets_a_spoken_answer(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_spoken_question_gets_a_spoken_answer(stub) -> None:
     question = await spoken(QUESTION)
     config = session_pb2.SessionConfig(instructions="You are a helpful voice assistant. Answer in one sentence.")
     session = (await stub.Start(pb.StartRequest(config=config))).session
@@ -73,7 +73,7 @@ async def test_spoken_question_gets_a_spoken_answer(stub) -> None:  # type: igno
     await client.aclose()
 
 
-async def test_caller_words_cut_the_agent_before_the_caller_finishes(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_caller_words_cut_the_agent_before_the_caller_finishes(stub) -> None:
     """STT_ONLY barge-in with the default recognizer: interim transcripts carry the words that cut."""
     interruption = session_pb2.InterruptionConfig(mode=session_pb2.INTERRUPTION_MODE_STT_ONLY, min_words=2)
     providers = session_pb2.ProvidersConfig(tts=session_pb2.ProviderSpec(name="tone"),
@@ -112,7 +112,7 @@ async def transcribe(pcm: np.ndarray, rate: int) -> list[str]:
         workers.close()
 
 
-async def test_a_caller_who_talks_over_the_agent_cuts_it_and_it_keeps_only_what_was_heard(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_a_caller_who_talks_over_the_agent_cuts_it_and_it_keeps_only_what_was_heard(stub) -> None:
     """The default providers, a real voice barge-in: heard_text is the words in the audio that was sent."""
     session = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(auto_reply=False)))).session
     client = await open_stream(stub, session.name)

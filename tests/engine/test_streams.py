@@ -22,7 +22,7 @@ from tests.engine.test_speech import wait_done
 from tests.helpers import error_details
 
 
-async def test_second_stream_is_aborted_unless_it_takes_over(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_second_stream_is_aborted_unless_it_takes_over(stub, start_session) -> None:
     session = await start_session()
     first = await open_stream(stub, session.name)
     await first.wait_for(lambda: len(first.frames) > 2)
@@ -42,7 +42,7 @@ async def test_second_stream_is_aborted_unless_it_takes_over(stub, start_session
     await third.aclose()
 
 
-async def test_lead_sends_frames_ahead_of_real_time(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_lead_sends_frames_ahead_of_real_time(stub, start_session) -> None:
     """With lead_ms the first frames arrive at once, then the stream keeps that lead: over the same
     wall-clock window it has delivered lead_ms more audio than a stream without lead."""
     counts = {}
@@ -66,7 +66,7 @@ async def test_lead_sends_frames_ahead_of_real_time(stub, start_session) -> None
 
 
 @pytest.mark.parametrize("rate,channels,frame_ms", [(16000, 1, 40), (48000, 2, 60), (8000, 1, 20)])
-async def test_stream_output_format(stub, start_session, rate: int, channels: int, frame_ms: int) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_output_format(stub, start_session, rate: int, channels: int, frame_ms: int) -> None:
     session = await start_session()
     client = await open_stream(stub, session.name, output=audio_pb2.AudioFormat(
         sample_rate_hz=rate, channels=channels, frame_ms=frame_ms))
@@ -88,7 +88,7 @@ async def test_stream_output_format(stub, start_session, rate: int, channels: in
     await client.aclose()
 
 
-async def test_stereo_48k_input_is_heard(stub, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_stereo_48k_input_is_heard(stub, start_session) -> None:
     session = await start_session(auto_reply=False)
     call = stub.StreamAudio()
     await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
@@ -108,7 +108,7 @@ async def test_stereo_48k_input_is_heard(stub, start_session) -> None:  # type: 
     assert session_pb2.USER_STATE_SPEAKING in states
 
 
-async def test_slow_reader_gets_dropped_frames_reported_not_unbounded_memory(server, start_session) -> None:  # type: ignore[no-untyped-def]
+async def test_slow_reader_gets_dropped_frames_reported_not_unbounded_memory(server, start_session) -> None:
     session = await start_session()
     # A small, fixed HTTP/2 window, so a reader that stops reading stalls the server's writes within a second.
     options = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 16 * 1024)]

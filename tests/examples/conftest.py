@@ -49,7 +49,7 @@ def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert proc.wait() == 0, log_path.read_text()  # drained and stopped cleanly
 
 
-def run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
     """Run an example with the server's token in PARLEY_TOKEN; its exit status must be 0."""
     env = {**kwargs.pop("env", os.environ), "PARLEY_TOKEN": TOKEN}
     done = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=ROOT, env=env, **kwargs)

@@ -14,7 +14,7 @@ GREETING, FAREWELL = session_pb2.UTTERANCE_SOURCE_GREETING, session_pb2.UTTERANC
 AUDIBLE = 500  # rms of the tone stand-in's speech is in the thousands; silence is 0
 
 
-def by_source(client, source: int) -> list[session_pb2.Utterance]:  # type: ignore[no-untyped-def]
+def by_source(client, source: int) -> list[session_pb2.Utterance]:
     seen: dict[str, session_pb2.Utterance] = {}
     for update in client.of("utterance_updated"):
         if update.utterance.source == source:
@@ -22,15 +22,15 @@ def by_source(client, source: int) -> list[session_pb2.Utterance]:  # type: igno
     return list(seen.values())
 
 
-def first_audible_frame(client):  # type: ignore[no-untyped-def]
+def first_audible_frame(client):
     return next(f for f in client.frames if rms(f.pcm) > AUDIBLE)
 
 
-def position_of_event(client, kind: str) -> int:  # type: ignore[no-untyped-def]
+def position_of_event(client, kind: str) -> int:
     return client.items.index(kind)
 
 
-async def test_greeting_is_heard_on_the_stream_before_any_user_input(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_greeting_is_heard_on_the_stream_before_any_user_input(stub) -> None:
     config = session_pb2.SessionConfig(
         providers=providers_with(), greeting=session_pb2.AgentAction(say_text="Hello, how can I help you today?"))
     session = (await stub.Start(pb.StartRequest(config=config))).session
@@ -48,7 +48,7 @@ async def test_greeting_is_heard_on_the_stream_before_any_user_input(stub) -> No
     await client.aclose()
 
 
-async def test_greeting_by_instructions_is_a_reply_said_once(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_greeting_by_instructions_is_a_reply_said_once(stub) -> None:
     providers = providers_with()
     providers.llm.options.update({"template": "Welcome! {instructions}"})
     config = session_pb2.SessionConfig(
@@ -70,7 +70,7 @@ async def test_greeting_by_instructions_is_a_reply_said_once(stub) -> None:  # t
     await again.aclose()
 
 
-async def test_farewell_is_heard_before_the_session_closed_event(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_farewell_is_heard_before_the_session_closed_event(stub) -> None:
     session = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(providers=providers_with())))).session
     client = await open_stream(stub, session.name)
     talking = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT))).utterance
@@ -95,7 +95,7 @@ async def test_farewell_is_heard_before_the_session_closed_event(stub) -> None: 
     assert closed.chat_history[-1].content == "Goodbye, and thank you for calling."
 
 
-async def test_a_farewell_that_runs_long_is_cut_at_its_timeout(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_a_farewell_that_runs_long_is_cut_at_its_timeout(stub) -> None:
     providers = providers_with()
     providers.llm.options.update({"template": "{instructions}", "token_delay_ms": 5000})
     session = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(providers=providers)))).session

@@ -23,7 +23,7 @@ def server_settings(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Serv
                           otel_endpoint=receiver.endpoint, otel_protocol="grpc", otel_service_name="parley-test")
 
 
-async def test_mcp_tool_calls_are_spans_under_the_model_round(  # type: ignore[no-untyped-def]
+async def test_mcp_tool_calls_are_spans_under_the_model_round(
     stub, receiver, weather_server, llm_endpoint
 ) -> None:
     llm_endpoint.replies += [

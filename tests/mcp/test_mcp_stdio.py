@@ -31,7 +31,7 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def test_stdio_mcp_server_runs_for_the_session_and_ends_with_it(  # type: ignore[no-untyped-def]
+async def test_stdio_mcp_server_runs_for_the_session_and_ends_with_it(
     stub, llm_endpoint, tmp_path
 ) -> None:
     llm_endpoint.replies += [tool_call_reply("call_1", "get_weather", {"city": "Paris"}), text_reply("Sunny in Paris.")]

@@ -24,7 +24,7 @@ from tests.providers.openai_stand_in import Reply, finish_chunk, text_chunk, too
 MCP, CLIENT = session_pb2.TOOL_SOURCE_MCP, session_pb2.TOOL_SOURCE_CLIENT
 
 
-def weather_config(url: str, **server) -> session_pb2.McpServerConfig:  # type: ignore[no-untyped-def]
+def weather_config(url: str, **server) -> session_pb2.McpServerConfig:
     return session_pb2.McpServerConfig(name=server.pop("name", "weather"), url=url, **server)
 
 
@@ -36,7 +36,7 @@ def text_reply(text: str) -> Reply:
     return Reply([text_chunk(text), finish_chunk("stop")])
 
 
-async def test_model_calls_an_mcp_tool_and_speaks_the_real_result(  # type: ignore[no-untyped-def]
+async def test_model_calls_an_mcp_tool_and_speaks_the_real_result(
     stub, weather_server, llm_endpoint
 ) -> None:
     llm_endpoint.replies += [
@@ -93,7 +93,7 @@ async def test_model_calls_an_mcp_tool_and_speaks_the_real_result(  # type: igno
     assert mcp_tasks() == []  # the connection closed with the session
 
 
-async def test_slow_mcp_tool_times_out_and_the_session_goes_on(  # type: ignore[no-untyped-def]
+async def test_slow_mcp_tool_times_out_and_the_session_goes_on(
     stub, weather_server, llm_endpoint
 ) -> None:
     llm_endpoint.replies += [
@@ -125,7 +125,7 @@ async def test_slow_mcp_tool_times_out_and_the_session_goes_on(  # type: ignore[
     await stub.Close(pb.CloseRequest(session=session.name))
 
 
-async def test_mcp_server_down_fails_start_naming_its_url(stub, down_url) -> None:  # type: ignore[no-untyped-def]
+async def test_mcp_server_down_fails_start_naming_its_url(stub, down_url) -> None:
     config = session_pb2.SessionConfig(providers=providers_with(), mcp_servers=[weather_config(down_url)])
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await stub.Start(pb.StartRequest(config=config))
@@ -138,7 +138,7 @@ async def test_mcp_server_down_fails_start_naming_its_url(stub, down_url) -> Non
     assert other.status == session_pb2.SESSION_STATUS_ACTIVE  # the server goes on
 
 
-async def test_optional_mcp_server_down_is_a_warning_and_the_session_goes_on(  # type: ignore[no-untyped-def]
+async def test_optional_mcp_server_down_is_a_warning_and_the_session_goes_on(
     stub, weather_server, down_url
 ) -> None:
     config = session_pb2.SessionConfig(providers=providers_with(), mcp_servers=[
@@ -160,7 +160,7 @@ async def test_optional_mcp_server_down_is_a_warning_and_the_session_goes_on(  #
     assert mcp_tasks() == []
 
 
-async def test_tool_name_clash_with_a_client_tool_names_both(  # type: ignore[no-untyped-def]
+async def test_tool_name_clash_with_a_client_tool_names_both(
     stub, weather_server
 ) -> None:
     config = session_pb2.SessionConfig(
@@ -177,7 +177,7 @@ async def test_tool_name_clash_with_a_client_tool_names_both(  # type: ignore[no
     assert mcp_tasks() == []  # the connection made before the clash was found is closed
 
 
-async def test_tool_name_clash_between_two_mcp_servers_names_both(  # type: ignore[no-untyped-def]
+async def test_tool_name_clash_between_two_mcp_servers_names_both(
     stub, weather_server
 ) -> None:
     config = session_pb2.SessionConfig(providers=providers_with(), mcp_servers=[
@@ -192,7 +192,7 @@ async def test_tool_name_clash_between_two_mcp_servers_names_both(  # type: igno
     assert mcp_tasks() == []
 
 
-async def test_stdio_mcp_server_is_refused_unless_the_operator_allows_it(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_stdio_mcp_server_is_refused_unless_the_operator_allows_it(stub) -> None:
     server = session_pb2.McpServerConfig(name="local", stdio=session_pb2.McpStdioCommand(command="true"))
     config = session_pb2.SessionConfig(providers=providers_with(), mcp_servers=[server])
     with pytest.raises(grpc.aio.AioRpcError) as failed:
@@ -202,7 +202,7 @@ async def test_stdio_mcp_server_is_refused_unless_the_operator_allows_it(stub) -
     assert error_details(failed.value)[1] == "MCP_STDIO_DISABLED"
 
 
-async def test_headers_reach_the_mcp_server_and_are_not_shown_back(  # type: ignore[no-untyped-def]
+async def test_headers_reach_the_mcp_server_and_are_not_shown_back(
     stub, guarded_weather_server
 ) -> None:
     url = guarded_weather_server.url
@@ -220,7 +220,7 @@ async def test_headers_reach_the_mcp_server_and_are_not_shown_back(  # type: ign
     await stub.Close(pb.CloseRequest(session=session.name))
 
 
-async def test_mcp_server_lost_mid_session_is_a_warning_and_the_session_goes_on(  # type: ignore[no-untyped-def]
+async def test_mcp_server_lost_mid_session_is_a_warning_and_the_session_goes_on(
     stub, llm_endpoint
 ) -> None:
     llm_endpoint.replies += [

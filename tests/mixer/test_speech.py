@@ -24,7 +24,7 @@ def voice(seconds: float, seed: int = 0) -> np.ndarray:
     return np.rint(x * env / 1.9 * 20000).astype(np.int16)
 
 
-def tags(frame) -> tuple:  # type: ignore[no-untyped-def]
+def tags(frame) -> tuple:
     return tuple(tag for tag, _ in frame.speech)
 
 

@@ -42,7 +42,7 @@ def llm(server: LlamaServer, **options: object) -> session_pb2.ProviderSpec:
     return session_pb2.ProviderSpec(name="openai", options=base | options)
 
 
-async def test_a_reply_streams_and_plays(stub, llama: LlamaServer) -> None:  # type: ignore[no-untyped-def]
+async def test_a_reply_streams_and_plays(stub, llama: LlamaServer) -> None:
     config = session_pb2.SessionConfig(instructions="You are a helpful assistant.",
                                        providers=session_pb2.ProvidersConfig(llm=llm(llama)))
     session = (await stub.Start(pb.StartRequest(config=config))).session.name
@@ -59,7 +59,7 @@ async def test_a_reply_streams_and_plays(stub, llama: LlamaServer) -> None:  # t
         await stream.aclose()
 
 
-async def test_client_tool_calls_reach_the_client_and_return_to_the_model(stub, llama: LlamaServer) -> None:  # type: ignore[no-untyped-def]
+async def test_client_tool_calls_reach_the_client_and_return_to_the_model(stub, llama: LlamaServer) -> None:
     config = session_pb2.SessionConfig(
         instructions="You answer questions about the weather.", tools=[WEATHER],
         providers=session_pb2.ProvidersConfig(tts=STAND_IN_PROVIDERS.tts, llm=llm(llama, tool_choice="get_weather")))
@@ -83,7 +83,7 @@ async def test_client_tool_calls_reach_the_client_and_return_to_the_model(stub, 
     assert [m.tool_call_id for m in tool_turns if m.tool_call_id] == [call.id]
 
 
-async def test_a_server_dying_mid_reply_fails_the_utterance_at_once(stub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_server_dying_mid_reply_fails_the_utterance_at_once(stub, tmp_path: Path) -> None:
     server = LlamaServer(tmp_path / "server.log")
     server.start()
     try:

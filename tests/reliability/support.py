@@ -54,7 +54,7 @@ async def outcome_of(call: Awaitable[object]) -> Outcome:
     return Outcome(grpc.StatusCode.OK)
 
 
-async def stream_outcome(stub, messages: list[pb.StreamAudioRequest], *, timeout: float = 10.0,  # type: ignore[no-untyped-def]
+async def stream_outcome(stub, messages: list[pb.StreamAudioRequest], *, timeout: float = 10.0,
                          metadata: tuple[tuple[str, str], ...] = ()) -> Outcome:
     """Send `messages` on a StreamAudio call, half-close, and return how the call ended."""
     call = stub.StreamAudio(timeout=timeout, metadata=metadata)
@@ -109,7 +109,7 @@ class ErrorLog(logging.Handler):
 
 
 
-def attach(stub, session: str, metadata: tuple[tuple[str, str], ...] = ()) -> StreamClient:  # type: ignore[no-untyped-def]
+def attach(stub, session: str, metadata: tuple[tuple[str, str], ...] = ()) -> StreamClient:
     """A StreamAudio call on `session` (16 kHz in), recording what it receives."""
     call = stub.StreamAudio(metadata=metadata)
     client = StreamClient(call)

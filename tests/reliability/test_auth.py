@@ -43,7 +43,7 @@ def server_settings(server_settings: ServerSettings, tmp_path: Path) -> ServerSe
     return server_settings.replace(auth_tokens_file=str(tokens), auth_tokens=json.dumps({BOB: "bob"}))
 
 
-async def test_missing_or_wrong_token_is_unauthenticated(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_missing_or_wrong_token_is_unauthenticated(stub) -> None:
     for metadata in ((), bearer("not-a-token-at-all-xx"), (("authorization", ALICE),), bearer(ALICE[:-1])):
         outcome = await outcome_of(stub.List(pb.ListRequest(), metadata=metadata))
         assert outcome.code is grpc.StatusCode.UNAUTHENTICATED and outcome.reason == "BAD_TOKEN", metadata
@@ -55,7 +55,7 @@ async def test_missing_or_wrong_token_is_unauthenticated(stub) -> None:  # type:
     assert (await stub.List(pb.ListRequest(), metadata=bearer(BOB))).sessions == []
 
 
-async def test_authentication_comes_before_decoding(channel) -> None:  # type: ignore[no-untyped-def]
+async def test_authentication_comes_before_decoding(channel) -> None:
     """Garbage without a token is UNAUTHENTICATED, not a hint about the request's shape."""
     garbage = bytes([0xFF, 0xFE, 0x07])
     for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED), (bearer(ALICE), grpc.StatusCode.INVALID_ARGUMENT)):
@@ -64,7 +64,7 @@ async def test_authentication_comes_before_decoding(channel) -> None:  # type: i
         assert err.value.code() is code
 
 
-async def test_health_and_reflection_stay_open(channel) -> None:  # type: ignore[no-untyped-def]
+async def test_health_and_reflection_stay_open(channel) -> None:
     health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     reflect = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
@@ -73,7 +73,7 @@ async def test_health_and_reflection_stay_open(channel) -> None:  # type: ignore
     assert "parley.v1.AgentSessionService" in services
 
 
-async def test_another_principals_session_does_not_exist(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_another_principals_session_does_not_exist(stub) -> None:
     mine = (await stub.Start(START, metadata=bearer(ALICE))).session.name
     other = (await stub.Start(START, metadata=bearer(BOB))).session.name
     as_bob = bearer(BOB)
@@ -131,7 +131,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool = False, server: bool = False) -> x509.Certificate:  # type: ignore[no-untyped-def]
+def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool = False, server: bool = False) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()

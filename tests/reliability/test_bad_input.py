@@ -66,7 +66,7 @@ class Row:
 # -- building blocks -----------------------------------------------------------------------------------
 
 
-def config_msg(session: str, **fmt) -> pb.StreamAudioRequest:  # type: ignore[no-untyped-def]
+def config_msg(session: str, **fmt) -> pb.StreamAudioRequest:
     out = fmt.pop("output", None)
     lead = fmt.pop("lead_ms", 0)
     config = pb.StreamConfig(session=session, input_format=audio_pb2.AudioFormat(**fmt), lead_ms=lead)
@@ -86,7 +86,7 @@ def stream(*messages: Callable[[Ctx], pb.StreamAudioRequest]) -> Callable[[Ctx],
     return lambda c: stream_outcome(c.stub, [m(c) for m in messages])
 
 
-def cfg(**fmt) -> Callable[[Ctx], pb.StreamAudioRequest]:  # type: ignore[no-untyped-def]
+def cfg(**fmt) -> Callable[[Ctx], pb.StreamAudioRequest]:
     return lambda c: config_msg(c.session, **fmt)
 
 
@@ -94,17 +94,17 @@ def chunk(pcm: bytes) -> Callable[[Ctx], pb.StreamAudioRequest]:
     return lambda c: audio_msg(pcm)
 
 
-def start(**config) -> Callable[[Ctx], Awaitable[Outcome]]:  # type: ignore[no-untyped-def]
+def start(**config) -> Callable[[Ctx], Awaitable[Outcome]]:
     config.setdefault("providers", STAND_IN_PROVIDERS)
     return lambda c: outcome_of(c.stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(**config))))
 
 
-def unary(method: str, request_type, **fields) -> Callable[[Ctx], Awaitable[Outcome]]:  # type: ignore[no-untyped-def]
+def unary(method: str, request_type, **fields) -> Callable[[Ctx], Awaitable[Outcome]]:
     """A call on the row's session."""
     return lambda c: outcome_of(getattr(c.stub, method)(request_type(session=c.session, **fields)))
 
 
-def bg(**layer) -> Callable[[Ctx], Awaitable[Outcome]]:  # type: ignore[no-untyped-def]
+def bg(**layer) -> Callable[[Ctx], Awaitable[Outcome]]:
     return unary("PlayBackgroundAudio", pb.PlayBackgroundAudioRequest, layer=session_pb2.AudioLayerConfig(**layer))
 
 

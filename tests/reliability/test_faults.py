@@ -36,21 +36,21 @@ def faulty(stage: str, fault: str) -> session_pb2.ProvidersConfig:
     return providers
 
 
-async def start(stub, **config) -> str:  # type: ignore[no-untyped-def]
+async def start(stub, **config) -> str:
     config.setdefault("providers", STAND_IN_PROVIDERS)
     return (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(**config)))).session.name
 
 
-async def final(stub, session: str, utterance: str) -> session_pb2.Utterance:  # type: ignore[no-untyped-def]
+async def final(stub, session: str, utterance: str) -> session_pb2.Utterance:
     return (await stub.WaitUtterance(pb.WaitUtteranceRequest(session=session, utterance_id=utterance))).utterance
 
 
-async def say(stub, session: str, text: str) -> str:  # type: ignore[no-untyped-def]
+async def say(stub, session: str, text: str) -> str:
     return (await stub.Say(pb.SayRequest(session=session, text=text))).utterance.id
 
 
 @pytest.mark.parametrize("fault", ["raise", "hang"])
-async def test_a_broken_tts_fails_only_its_utterance(stub, fault: str) -> None:  # type: ignore[no-untyped-def]
+async def test_a_broken_tts_fails_only_its_utterance(stub, fault: str) -> None:
     bystander = await start(stub)
     watching = await open_stream(stub, bystander)
     await say(stub, bystander, "la " * 200)
@@ -75,7 +75,7 @@ async def test_a_broken_tts_fails_only_its_utterance(stub, fault: str) -> None: 
 
 
 @pytest.mark.parametrize("fault", ["raise", "hang"])
-async def test_a_broken_llm_fails_only_its_reply(stub, fault: str) -> None:  # type: ignore[no-untyped-def]
+async def test_a_broken_llm_fails_only_its_reply(stub, fault: str) -> None:
     session = await start(stub, providers=faulty("llm", fault))
     broken = (await stub.Reply(pb.ReplyRequest(session=session, user_text="boom now"))).utterance.id
     fine = (await stub.Reply(pb.ReplyRequest(session=session, user_text="hello"))).utterance.id
@@ -85,7 +85,7 @@ async def test_a_broken_llm_fails_only_its_reply(stub, fault: str) -> None:  # t
     assert answered.state == PLAYED and answered.text == "You said: hello"
 
 
-async def test_interrupt_and_close_cancel_the_model_and_speech_work(server, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_interrupt_and_close_cancel_the_model_and_speech_work(server, stub) -> None:
     def working(utterance: str) -> list[asyncio.Task]:
         return [t for t in asyncio.all_tasks() if t.get_name() == f"speak-{utterance}" and not t.done()]
 
@@ -105,7 +105,7 @@ async def test_interrupt_and_close_cancel_the_model_and_speech_work(server, stub
     assert not working(again)
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(predicate, timeout: float = 10.0) -> None:
     """Wait for a condition of the in-process server (a bound on a hang, not a speed claim)."""
     for _ in range(int(timeout / 0.01)):
         if predicate():
@@ -114,7 +114,7 @@ async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[
     raise AssertionError("condition never held")
 
 
-async def test_wait_utterance_honours_the_call_deadline(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_wait_utterance_honours_the_call_deadline(stub) -> None:
     session = await start(stub)
     long = await say(stub, session, "la " * 100)
     request = pb.WaitUtteranceRequest(session=session, utterance_id=long)
@@ -127,7 +127,7 @@ async def test_wait_utterance_honours_the_call_deadline(stub) -> None:  # type: 
     assert (await stub.WaitUtterance(request, timeout=5)).utterance.state == INTERRUPTED
 
 
-async def test_disconnected_stream_may_come_back_within_the_window(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_disconnected_stream_may_come_back_within_the_window(stub) -> None:
     session = await start(stub, reattach_window_seconds=1.0)
     first = await open_stream(stub, session)
     await wait_frames(first, 2)
@@ -147,7 +147,7 @@ async def test_disconnected_stream_may_come_back_within_the_window(stub) -> None
     assert gone.close_reason == "audio stream did not come back"
 
 
-async def test_a_stalled_reader_loses_frames_not_the_session(server, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_a_stalled_reader_loses_frames_not_the_session(server, stub) -> None:
     session = await start(stub)
     await say(stub, session, "la " * 300)
     # a client that stops reading: without BDP probing its receive window stays at 64 KiB

@@ -186,7 +186,7 @@ REQUESTS = st.one_of(*(
 
 @FUZZ
 @given(calls=st.lists(REQUESTS, min_size=1, max_size=4))
-def test_random_requests_get_documented_codes(fuzzed, calls: list[tuple[str, Any]]) -> None:  # type: ignore[no-untyped-def]
+def test_random_requests_get_documented_codes(fuzzed, calls: list[tuple[str, Any]]) -> None:
     stub, errors = fuzzed
     session = live_session(stub)
     for method, request in calls:
@@ -213,7 +213,7 @@ STREAM_MESSAGES = st.lists(messages(pb.StreamAudioRequest.DESCRIPTOR), max_size=
 
 @FUZZ
 @given(sequence=STREAM_MESSAGES, valid_first=st.booleans())
-def test_random_stream_sequences_get_documented_codes(fuzzed, sequence: list[Any], valid_first: bool) -> None:  # type: ignore[no-untyped-def]
+def test_random_stream_sequences_get_documented_codes(fuzzed, sequence: list[Any], valid_first: bool) -> None:
     stub, errors = fuzzed
     session = live_session(stub)
     sequence = [bind(m, session) for m in sequence]

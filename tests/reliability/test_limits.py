@@ -58,7 +58,7 @@ async def until_refused(calls: list[object]) -> tuple[int, Outcome]:
     return len(calls), Outcome(grpc.StatusCode.OK)
 
 
-async def test_churning_start_and_close_hits_the_per_caller_limit(limited) -> None:  # type: ignore[no-untyped-def]
+async def test_churning_start_and_close_hits_the_per_caller_limit(limited) -> None:
     server, channel = limited
     stub = pb_grpc.AgentSessionServiceStub(channel)
     alice = as_caller(ALICE)

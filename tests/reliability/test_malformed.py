@@ -80,7 +80,7 @@ def assert_refused(outcome: Outcome, what: str) -> None:
 
 
 @pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
-async def test_every_method_refuses_an_undecodable_body(channel, stub, logged: Records, body: bytes) -> None:  # type: ignore[no-untyped-def]
+async def test_every_method_refuses_an_undecodable_body(channel, stub, logged: Records, body: bytes) -> None:
     for method in SERVICE.methods:
         first = method.input_type.fields_by_number.get(1)
         if body == BODIES["invalid UTF-8 in a string field"] and (first is None or first.type != first.TYPE_STRING):
@@ -103,7 +103,7 @@ async def test_every_method_refuses_an_undecodable_body(channel, stub, logged: R
     assert [r.getMessage() for r in warnings] == ["undecodable request"]
 
 
-async def test_an_undecodable_audio_message_after_the_config_ends_the_stream_invalid(channel, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_an_undecodable_audio_message_after_the_config_ends_the_stream_invalid(channel, stub) -> None:
     session = (await stub.Start(pb.StartRequest(
         config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS)))).session.name
     config = pb.StreamAudioRequest(config=pb.StreamConfig(session=session)).SerializeToString()

@@ -53,7 +53,7 @@ def test_the_standard_variables_choose_what_is_exported() -> None:
         choose(endpoint="http://c", protocol="http/json", env={})
 
 
-async def test_telemetry_is_off_without_settings_and_sessions_get_the_no_op(clean_env) -> None:  # type: ignore[no-untyped-def]
+async def test_telemetry_is_off_without_settings_and_sessions_get_the_no_op(clean_env) -> None:
     server = ParleyServer(BASE)
     await server.start()
     try:
@@ -91,7 +91,7 @@ def http_receiver() -> Iterator[str]:
     httpd.server_close()
 
 
-async def test_otlp_http_protobuf_from_the_standard_variables_alone(clean_env, http_receiver: str) -> None:  # type: ignore[no-untyped-def]
+async def test_otlp_http_protobuf_from_the_standard_variables_alone(clean_env, http_receiver: str) -> None:
     clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", http_receiver)
     clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     clean_env.setenv("OTEL_SERVICE_NAME", "parley-http")
@@ -113,7 +113,7 @@ async def test_otlp_http_protobuf_from_the_standard_variables_alone(clean_env, h
     assert any(path == "/v1/metrics" for path, _ in _HttpReceiver.received)
 
 
-async def test_a_dead_collector_never_slows_sessions_and_memory_stays_bounded(clean_env) -> None:  # type: ignore[no-untyped-def]
+async def test_a_dead_collector_never_slows_sessions_and_memory_stays_bounded(clean_env) -> None:
     import socket
 
     with socket.socket() as s:  # a port nothing listens on

@@ -23,7 +23,7 @@ def tone(seconds: float, rate: int = 16000) -> np.ndarray:
     return (8000 * np.sin(2 * np.pi * 300 * np.arange(int(seconds * rate)) / rate)).astype(np.int16)
 
 
-def weather_config(**extra) -> session_pb2.SessionConfig:  # type: ignore[no-untyped-def]
+def weather_config(**extra) -> session_pb2.SessionConfig:
     providers = session_pb2.ProvidersConfig()
     providers.CopyFrom(STAND_IN_PROVIDERS)
     providers.stt.options.update({"transcripts": ["what is the weather in Paris"]})
@@ -37,7 +37,7 @@ def weather_config(**extra) -> session_pb2.SessionConfig:  # type: ignore[no-unt
         session_pb2.ToolDefinition(name="get_weather", description="Weather by city", parameters=params)], **extra)
 
 
-async def test_spoken_turn_tool_call_and_interruption_make_one_session_tree(stub, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_spoken_turn_tool_call_and_interruption_make_one_session_tree(stub, receiver: Receiver) -> None:
     session = (await stub.Start(pb.StartRequest(config=weather_config()))).session
     client = await open_stream(stub, session.name)
     await client.send_silence(0.3)
@@ -135,7 +135,7 @@ async def test_spoken_turn_tool_call_and_interruption_make_one_session_tree(stub
     assert abs(metrics.last_turn.e2e_latency_ms - reply.attributes["parley.turn.e2e_latency_ms"]) < 0.01
 
 
-async def test_a_client_traceparent_on_start_parents_the_session(stub, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_a_client_traceparent_on_start_parents_the_session(stub, receiver: Receiver) -> None:
     config = session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS)
     session = (await stub.Start(pb.StartRequest(config=config), metadata=TRACEPARENT)).session
     said = (await stub.Say(pb.SayRequest(session=session.name, text="hello"))).utterance
@@ -149,7 +149,7 @@ async def test_a_client_traceparent_on_start_parents_the_session(stub, receiver:
     assert say_call.parent_id == root.span_id  # no traceparent on Say: a child of the session
 
 
-async def test_two_concurrent_sessions_never_mix_spans(stub, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_two_concurrent_sessions_never_mix_spans(stub, receiver: Receiver) -> None:
     config = session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS)
     a, b = [(await stub.Start(pb.StartRequest(config=config))).session.name for _ in range(2)]
 

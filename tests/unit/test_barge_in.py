@@ -44,7 +44,7 @@ def speaking(utterance_id: str = "u1", interruptible: bool = True) -> Utterance:
     return u
 
 
-def setup(**config) -> tuple[BargeIn, Session, ManualClock]:  # type: ignore[no-untyped-def]
+def setup(**config) -> tuple[BargeIn, Session, ManualClock]:
     clock = ManualClock()
     session = Session(playing=speaking())
     return BargeIn(InterruptionConfig(**config), session, clock), session, clock

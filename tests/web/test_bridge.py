@@ -19,7 +19,7 @@ STAND_INS = {"providers": {"stt": {"name": "scripted"}, "vad": {"name": "energy"
                            "tts": {"name": "tone"}}}
 
 
-async def test_a_tab_is_a_session_closed_when_the_tab_goes(web: str, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_a_tab_is_a_session_closed_when_the_tab_goes(web: str, stub) -> None:
     async with page_socket(web) as page:
         await page.send({"type": "start", "config": STAND_INS, "input_rate": 16000, "output_rate": 24000})
         session = (await page.next_frame("session"))["session"]
@@ -39,7 +39,7 @@ async def test_a_tab_is_a_session_closed_when_the_tab_goes(web: str, stub) -> No
     assert not [f for f in page.frames if f["type"] == "error"], page.frames
 
 
-async def test_hang_up_from_the_page_ends_the_connection(web: str, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_hang_up_from_the_page_ends_the_connection(web: str, stub) -> None:
     async with page_socket(web) as page:
         await page.send({"type": "start", "config": STAND_INS})
         name = (await page.next_frame("session"))["session"]["name"]
@@ -50,7 +50,7 @@ async def test_hang_up_from_the_page_ends_the_connection(web: str, stub) -> None
     assert (await wait_closed(stub, name)).close_reason == "closed from the page"
 
 
-async def test_bad_messages_get_error_frames_and_the_tab_carries_on(web: str, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_messages_get_error_frames_and_the_tab_carries_on(web: str, stub) -> None:
     async with page_socket(web) as page:
         before_start = [
             ("not json", "", "INVALID_ARGUMENT", ""),
@@ -103,7 +103,7 @@ async def test_bad_messages_get_error_frames_and_the_tab_carries_on(web: str, st
     assert (await wait_closed(stub, name)).close_reason == "browser tab closed"
 
 
-async def test_a_message_over_the_size_limit_closes_the_connection_with_1009(server) -> None:  # type: ignore[no-untyped-def]
+async def test_a_message_over_the_size_limit_closes_the_connection_with_1009(server) -> None:
     settings = WebSettings(address=f"127.0.0.1:{server.port}", max_message_bytes=64 * 1024)
     async with web_server(settings) as url, page_socket(url) as page:
         await page.send('{"type": "say", "text": "' + "x" * 70_000 + '"}')
@@ -121,7 +121,7 @@ async def test_a_page_of_another_origin_is_refused(web: str) -> None:
         assert (await page.next_frame("error"))["field"] == "type"
 
 
-async def test_server_not_reachable_and_bad_token_are_error_frames(server) -> None:  # type: ignore[no-untyped-def]
+async def test_server_not_reachable_and_bad_token_are_error_frames(server) -> None:
     unreachable = WebSettings(address=f"127.0.0.1:{free_port()}")
     async with web_server(unreachable) as url, page_socket(url) as page:
         await page.send({"type": "start", "config": STAND_INS})
@@ -132,7 +132,7 @@ async def test_server_not_reachable_and_bad_token_are_error_frames(server) -> No
         assert (await page.next_frame("error", request="start"))["code"] == "UNAUTHENTICATED"
 
 
-async def test_status_says_whether_the_server_answers(web: str, server) -> None:  # type: ignore[no-untyped-def]
+async def test_status_says_whether_the_server_answers(web: str, server) -> None:
     import httpx
 
     async with httpx.AsyncClient() as http:

@@ -16,7 +16,7 @@ from tests.web.conftest import TOKEN, page_socket, wait_closed
 from tests.web.test_bridge import STAND_INS
 
 
-async def test_parley_web_serves_the_page_for_the_server_in_parley_address(server) -> None:  # type: ignore[no-untyped-def]
+async def test_parley_web_serves_the_page_for_the_server_in_parley_address(server) -> None:
     port = free_port()
     env = {**os.environ, "PARLEY_ADDRESS": f"127.0.0.1:{server.port}", "PARLEY_TOKEN": TOKEN}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "parley.cli", "web", "--port", str(port),

@@ -40,7 +40,7 @@ async def banner(page: Page) -> tuple[str, str]:
                                      "document.getElementById('banner').textContent]"))
 
 
-async def test_talk_to_the_agent_in_the_browser(web: str, stub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_talk_to_the_agent_in_the_browser(web: str, stub, tmp_path: Path) -> None:
     started = time.monotonic()
     config = json.dumps({"providers": {"llm": {"options": {"template": STORY}}, "tts": {"name": "espeak"}}})
     async with launch(tmp_path / "profile", FAKE_MICROPHONE) as browser:
@@ -100,7 +100,7 @@ async def test_talk_to_the_agent_in_the_browser(web: str, stub, tmp_path: Path) 
     print(f"browser conversation test: {time.monotonic() - started:.1f} s")
 
 
-async def test_microphone_denied_and_session_closed_states(web: str, stub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_microphone_denied_and_session_closed_states(web: str, stub, tmp_path: Path) -> None:
     # No fake permission prompt here: the page's origin is denied, then granted, the microphone.
     async with launch(tmp_path / "profile", FAKE_MICROPHONE[1:]) as browser:
         page = await browser.open(page_url(web, llm="echo", stt="scripted", tts="tone"))
@@ -125,7 +125,7 @@ async def test_microphone_denied_and_session_closed_states(web: str, stub, tmp_p
         assert not await page.evaluate("document.getElementById('start').disabled")  # a new session is a click away
 
 
-async def played_for(stub, name: str, ms: int) -> None:  # type: ignore[no-untyped-def]
+async def played_for(stub, name: str, ms: int) -> None:
     """Until the session's latest utterance has played `ms` of audio (Get reports it live)."""
     async with asyncio.timeout(30):
         while (await stub.Get(pb.GetRequest(session=name), metadata=AUTH)).session.utterances[-1].played_ms < ms:
@@ -133,7 +133,7 @@ async def played_for(stub, name: str, ms: int) -> None:  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("when", ["on load", "on start"])
-async def test_server_not_reachable_state(server, tmp_path: Path, when: str) -> None:  # type: ignore[no-untyped-def]
+async def test_server_not_reachable_state(server, tmp_path: Path, when: str) -> None:
     down = f"127.0.0.1:{free_port()}"
     async with web_server(WebSettings(address=down)) as url, launch(tmp_path / "profile", FAKE_MICROPHONE) as browser:
         page = await browser.open(page_url(url))

@@ -42,7 +42,7 @@ def enum_from_proto(enum_cls: Any, proto_enum: Any, value: int, field: str, defa
     return enum_cls[label.removeprefix(_enum_prefix(proto_enum))]
 
 
-def enum_to_proto(proto_enum: Any, member: Any) -> int:
+def enum_to_proto(proto_enum: Any, member: Any) -> Any:  # the stubs type enum fields as their wrapper
     return proto_enum.Value(_enum_prefix(proto_enum) + member.name)
 
 

@@ -12,14 +12,16 @@ from parley.api import converters as conv
 from parley.api.auth import current_principal
 from parley.api.call_tracing import join_session_trace
 from parley.api.status import maps_errors
+from parley.chat import ToolCall
 from parley.errors import InvalidArgument
 from parley.sessions.registry import AnySession, SessionRegistry
 from parley.sessions.session import Session
 from parley.sessions.session_types import BusyPolicy
 from parley.sessions.stream import AttachedStream, OutFrame
+from parley.sessions.utterance import Utterance
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
-from parley.v1 import audio_pb2
+from parley.v1 import audio_pb2, session_pb2
 
 
 def owner_of(context: grpc.aio.ServicerContext) -> str:
@@ -48,7 +50,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         return self.registry.use(self._session(name, context, field))
 
     @staticmethod
-    def _session_proto(session: Session, *, full: bool = True):  # type: ignore[no-untyped-def]
+    def _session_proto(session: AnySession, *, full: bool = True) -> session_pb2.Session:
         return conv.session_to_proto(session.snapshot(full=full), session.idle_ttl_seconds)
 
     # -- resources ------------------------------------------------------------------
@@ -90,7 +92,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         interruptible = request.interruptible if request.HasField("interruptible") else True
         add_to_context = request.add_to_context if request.HasField("add_to_context") else True
 
-        async def say():  # type: ignore[no-untyped-def]
+        async def say() -> Utterance:
             return session.say(request.text, interruptible=interruptible, add_to_context=add_to_context)
 
         utterance = await _once(session, "Say", request, say)
@@ -102,7 +104,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         busy = conv.enum_from_proto(BusyPolicy, pb.BusyPolicy, request.busy_policy, "busy_policy", BusyPolicy.QUEUE)
         interruptible = request.interruptible if request.HasField("interruptible") else True
 
-        async def reply():  # type: ignore[no-untyped-def]
+        async def reply() -> Utterance:
             return session.reply(
                 instructions=request.instructions, user_text=request.user_text, busy=busy, interruptible=interruptible
             )
@@ -115,7 +117,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         session = self._active(request.session, context)
         scope = conv.interrupt_scope_from_proto(request.scope)
 
-        async def interrupt():  # type: ignore[no-untyped-def]
+        async def interrupt() -> list[Utterance]:
             return session.interrupt(force=request.force, include_queued=scope, fade_ms=request.fade_ms)
 
         cut = await _once(session, "Interrupt", request, interrupt)
@@ -138,7 +140,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         if outcome is None:
             raise InvalidArgument("outcome", "set result or error")
 
-        async def submit():  # type: ignore[no-untyped-def]
+        async def submit() -> ToolCall:
             text = request.result if outcome == "result" else request.error
             return session.submit_tool_result(request.tool_call_id, text, outcome == "error")
 

@@ -64,7 +64,7 @@ class McpToolbox:
             self._tool_server.clear()
             raise
 
-    def _adopt(self, connections: list[McpConnection], outcomes: list[object], client_tools: Sequence[ToolSpec],
+    def _adopt(self, connections: list[McpConnection], outcomes: Sequence[object], client_tools: Sequence[ToolSpec],
                warn: Warn) -> list[ToolSpec]:
         for connection, outcome in zip(connections, outcomes, strict=True):
             if isinstance(outcome, BaseException) and not isinstance(outcome, McpUnavailable):

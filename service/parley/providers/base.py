@@ -141,8 +141,11 @@ class VADEvent:
 
 class VADStream(ABC):
     speaking: bool
-    quiet_ms: int = 0
-    """While speaking: how long the voice has been quiet, before the end is confirmed (0 if unknown)."""
+
+    @property
+    def quiet_ms(self) -> int:
+        """While speaking: how long the voice has been quiet, before the end is confirmed (0 if unknown)."""
+        return 0
 
     @abstractmethod
     def process(self, pcm: np.ndarray) -> list[VADEvent]:

@@ -7,6 +7,7 @@ Errors name the field, e.g. "config.providers.tts.options.rate".
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,12 +20,12 @@ from parley.errors import InvalidArgument
 class Opt:
     """One option: its type, default and allowed range or choices."""
 
-    type: type
+    type: builtins.type
     default: Any = None
     min: float | None = None
     max: float | None = None
     choices: Sequence[Any] = ()
-    items: type | None = None
+    items: builtins.type | None = None
     """For a list option, the type every element must have."""
     help: str = ""
     secret: bool = False
@@ -74,7 +75,7 @@ def _check(opt: Opt, value: Any, field: str) -> Any:
         value = float(value)
     elif not isinstance(value, opt.type):
         raise InvalidArgument(field, f"must be a {opt.type.__name__}")
-    elif opt.items is not None and not all(isinstance(item, opt.items) for item in value):
+    elif opt.items is not None and isinstance(value, list) and not all(isinstance(i, opt.items) for i in value):
         raise InvalidArgument(field, f"must be a list of {opt.items.__name__}")
     if opt.min is not None and value < opt.min:
         raise InvalidArgument(field, f"must be >= {opt.min:g}")

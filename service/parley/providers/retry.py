@@ -16,7 +16,7 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TypeVar
@@ -53,9 +53,9 @@ class RetryPolicy:
 
 
 async def stream_with_retries(
-    policy: RetryPolicy, attempt: Callable[[], AsyncIterator[T]],
+    policy: RetryPolicy, attempt: Callable[[], AsyncGenerator[T, None]],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """The items of the first attempt that does not fail with Retryable before its first item."""
     for number in range(policy.max_retries + 1):
         started = False

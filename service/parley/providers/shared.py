@@ -13,7 +13,7 @@ import atexit
 import threading
 import weakref
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 M = TypeVar("M")
 
@@ -40,7 +40,7 @@ class ModelCache:
     """Loads each model key once per process, thread-safely."""
 
     def __init__(self) -> None:
-        self._models: dict[Hashable, SharedModel[object]] = {}
+        self._models: dict[Hashable, SharedModel[Any]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, load: Callable[[], M]) -> SharedModel[M]:
@@ -48,7 +48,7 @@ class ModelCache:
             shared = self._models.get(key)
             if shared is None:
                 shared = self._models[key] = SharedModel(load())
-            return shared  # type: ignore[return-value]
+            return cast(SharedModel[M], shared)
 
     def close(self) -> None:
         """Free the models that hold native memory (llama.cpp), while the interpreter still can."""

@@ -22,13 +22,14 @@ from parley.audio.layers import (
     is_known_builtin,
     load_clip,
 )
-from parley.audio.mixer import DEFAULT_LAYER_GAIN, Mixer
+from parley.audio.mixer import DEFAULT_LAYER_GAIN, LayerName, Mixer
 from parley.errors import InvalidArgument
 from parley.providers.workers import Workers
 from parley.sessions.config import AudioLayerConfig, LayerMode, SessionConfig, check_fade, check_layer
 from parley.sessions.sources import resolve_source
 
-BACKGROUND, THINKING = "background", "thinking"
+BACKGROUND: LayerName = "background"
+THINKING: LayerName = "thinking"
 
 
 @dataclass(frozen=True)
@@ -143,16 +144,16 @@ class Layers:
 
     # -- internals --------------------------------------------------------------------
 
-    def _status(self, name: str) -> LayerStatus:
+    def _status(self, name: LayerName) -> LayerStatus:
         layer = self._playing.get(name)
         if layer is None or not self._mixer.layer_playing(name):
             return LayerStatus(False)
         return LayerStatus(True, layer.source or f"builtin:{'ambience' if name == BACKGROUND else 'thinking'}",
                            _gain(name, layer))
 
-    def _play(self, name: str, layer: AudioLayerConfig, clip: Clip) -> None:
+    def _play(self, name: LayerName, layer: AudioLayerConfig, clip: Clip) -> None:
         self._playing[name] = layer
-        self._mixer.play_layer(name, clip, gain=_gain(name, layer), looping=layer.looping,  # type: ignore[arg-type]
+        self._mixer.play_layer(name, clip, gain=_gain(name, layer), looping=layer.looping,
                                mode="playback" if layer.mode is LayerMode.PLAYBACK else "mixing",
                                fade_in_ms=layer.fade_in_ms, fade_out_ms=layer.fade_out_ms)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import dataclasses
 import logging
 import re
@@ -206,8 +207,9 @@ class SessionRegistry:
             raise InvalidArgument("page_size", f"must be 0..{MAX_PAGE_SIZE}, got {page_size}")
         size = page_size or DEFAULT_PAGE_SIZE
         before = _decode_token(page_token) if page_token else None
+        every: list[AnySession] = [*self._active.values(), *self._closed.values()]
         mine = sorted(
-            (s for s in (*self._active.values(), *self._closed.values()) if s.owner == owner),
+            (s for s in every if s.owner == owner),
             key=lambda s: self._order[s.name],
             reverse=True,
         )
@@ -230,7 +232,7 @@ class SessionRegistry:
     def active_count(self) -> int:
         return len(self._active)
 
-    def active_sessions(self) -> list[Session]:
+    def active_sessions(self) -> builtins.list[Session]:
         return list(self._active.values())
 
     # -- internals -----------------------------------------------------------

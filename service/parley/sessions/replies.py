@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
@@ -123,7 +123,7 @@ async def generate_reply(
             history.append(ChatMessage(Role.TOOL, outcome.result, tool_call_id=call.id))
 
 
-def _unknown_tool(known: dict[str, object]) -> ToolRunner:
+def _unknown_tool(known: Mapping[str, object]) -> ToolRunner:
     """A call of a tool the session does not have is answered to the model as an error (no client sees it)."""
 
     async def answer(call: ToolCall) -> ToolOutcome:

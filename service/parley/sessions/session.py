@@ -115,9 +115,10 @@ class Session:
 
         self.states = StateMachine(self.bus, audible, lambda: self.speaker.busy, self.clock,
                                    wake_up_after=self.config.wake_up.after_seconds, on_wake_up=self._on_wake_up)
-        effects = BargeInEffects(current, self.mixer, self.bus, self.states, self.metrics, self.observer,
-                                 cut=lambda: self._interrupt(include_queued=False, fade_ms=20, force=False,
-                                                             by_request=False))
+        def cut() -> None:
+            self._interrupt(include_queued=False, fade_ms=20, force=False, by_request=False)
+
+        effects = BargeInEffects(current, self.mixer, self.bus, self.states, self.metrics, self.observer, cut)
         self.barge_in = BargeIn(self.config.interruption, effects, self.clock)
         self._speech_events = SpeechEvents(
             self.bus, self.states, self.turns, self.barge_in, self.observer, self.chat_history, self.layers,

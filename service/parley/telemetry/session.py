@@ -181,7 +181,7 @@ class TracedSession(SessionObserver):
             return
         turn.tts = self.tracer.start_span(
             names.TTS, context=trace.set_span_in_context(turn.span), start_time=time.time_ns() - int(ms * 1e6),
-            attributes={"parley.tts.ttfb_ms": round(ms, 3)} | self._tts_attributes,
+            attributes={"parley.tts.ttfb_ms": round(ms, 3), **self._tts_attributes},
         )
 
     def synthesis_finished(self, utterance: Utterance) -> None:

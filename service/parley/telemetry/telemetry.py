@@ -109,7 +109,11 @@ class Telemetry:
                 except Exception:  # noqa: BLE001 - a failing exporter must not fail the server's stop
                     log.warning("telemetry shutdown failed", exc_info=True)
 
-        self._run_off_loop(stop, lambda: done.done() or done.set_result(None))
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self._run_off_loop(stop, finished)
         try:
             await asyncio.wait_for(asyncio.shield(done), self._shutdown_timeout)
         except TimeoutError:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -26,7 +26,7 @@ import openai
 
 from parley.chat import ChatMessage, ToolSpec
 from parley.errors import InvalidArgument
-from parley.providers.base import LLM, LLMChunk, ProviderError, TextDelta, Usage
+from parley.providers.base import LLM, ErrorKind, LLMChunk, ProviderError, TextDelta, Usage
 from parley.providers.llm.openai_wire import TOOL_CHOICES, Malformed, StreamState, request_body
 from parley.providers.options import Opt
 from parley.providers.retry import RETRY_STATUS, Retryable, RetryPolicy, retry_after_seconds, stream_with_retries
@@ -91,8 +91,8 @@ class OpenAILLM(LLM):
             await self._client.close()
             self._client = None
 
-    def _error(self, kind: str, message: str) -> ProviderError:
-        return ProviderError(kind, "llm", self.name, message)  # type: ignore[arg-type]
+    def _error(self, kind: ErrorKind, message: str) -> ProviderError:
+        return ProviderError(kind, "llm", self.name, message)
 
     async def chat(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]:
         body = request_body(self.model, messages, tools, self._options)
@@ -100,7 +100,7 @@ class OpenAILLM(LLM):
             async for chunk in chunks:
                 yield chunk
 
-    async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[LLMChunk]:
+    async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[LLMChunk, None]:
         url = f"{self.base_url}/chat/completions"
         try:
             stream = await self._sdk().chat.completions.create(**body)

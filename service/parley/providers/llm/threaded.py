@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import TypeVar, cast
 
 from parley.providers.workers import Workers
 
@@ -28,7 +28,7 @@ class _Failed:
 
 async def stream_from_thread(
     workers: Workers, produce: Callable[[], Iterator[T]], on_done: Callable[[], None]
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Yield what produce() yields; on_done() runs on the loop once the worker has stopped."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
@@ -65,7 +65,7 @@ async def stream_from_thread(
                 return
             if isinstance(item, _Failed):
                 raise item.error
-            yield item  # type: ignore[misc]
+            yield cast(T, item)
     finally:
         stop.set()
         if worker.done():

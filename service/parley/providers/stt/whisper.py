@@ -90,10 +90,10 @@ class WhisperStream(STTStream):
         if shared.lock().locked():
             return None  # the model is busy: no interim this time, rather than a wait
         try:
-            interim = await self._run(shared, np.concatenate(self._chunks))
+            heard = await self._run(shared, np.concatenate(self._chunks))
         except ProviderError:
             return None  # interims are best effort; finish() reports a failing engine
-        return Transcript(interim.text, False, interim.words)
+        return Transcript(heard.text, False, heard.words)
 
     async def finish(self) -> Transcript:
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)

@@ -90,7 +90,7 @@ class FramedVADStream(VADStream):
         return event
 
     @property
-    def quiet_ms(self) -> int:  # type: ignore[override]
+    def quiet_ms(self) -> int:
         """While speaking, the non-speech frames so far that may turn out to be the end."""
         return self._run * self._frame_ms if self.speaking else 0
 
