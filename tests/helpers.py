@@ -72,3 +72,20 @@ async def server_process(*flags: str) -> AsyncIterator[tuple[asyncio.subprocess.
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def eventually(check, timeout: float = 10.0, what: str = "the condition"):  # type: ignore[no-untyped-def]
+    """Poll `check` (a function, or one returning an awaitable) until it returns something true; return that.
+
+    A bound on a hang, not a speed claim: the timeout is far above what any run needs.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} never held within {timeout:g} s")
+        await asyncio.sleep(0.02)

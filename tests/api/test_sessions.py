@@ -10,7 +10,7 @@ import pytest
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import audio_pb2, session_pb2
-from tests.helpers import error_details
+from tests.helpers import error_details, eventually
 
 
 async def start(stub, **config) -> session_pb2.Session:
@@ -155,9 +155,11 @@ class TestLimits:
 async def test_idle_sessions_are_reaped_after_ttl(stub) -> None:
     short = await start(stub, idle_ttl_seconds=0.3)
     long = await start(stub, idle_ttl_seconds=60)
-    await asyncio.sleep(0.6)
-    reaped = (await stub.Get(pb.GetRequest(session=short.name))).session
-    assert reaped.status == session_pb2.SESSION_STATUS_CLOSED
+    async def closed() -> session_pb2.Session | None:
+        got = (await stub.Get(pb.GetRequest(session=short.name))).session
+        return got if got.status == session_pb2.SESSION_STATUS_CLOSED else None
+
+    reaped = await eventually(closed, what="the idle session reaped")
     assert reaped.close_reason == "idle ttl expired"
     assert (await stub.Get(pb.GetRequest(session=long.name))).session.status == session_pb2.SESSION_STATUS_ACTIVE
 

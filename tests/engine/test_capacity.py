@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from parley.providers.workers import Workers
+from parley.sessions.config import AudioFormat, ProviderChoice, ProvidersConfig, SessionConfig
+from parley.sessions.limits import RegistryLimits
+from parley.sessions.registry import SessionRegistry
+from parley.sessions.stream import StreamSpec
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS
+from tests.helpers import eventually
 
 
 def rss_mb() -> float:
@@ -29,16 +35,47 @@ async def cycle(stub, count: int) -> None:
 async def test_200_sessions_open_and_close_leave_no_tasks_or_memory(server, stub) -> None:
     await cycle(stub, 20)  # warm caches, pools and allocators
     gc.collect()
-    await asyncio.sleep(0.1)
     tasks_before = len(asyncio.all_tasks())
     rss_before = rss_mb()
 
     await cycle(stub, 200)
     assert server.registry.active_count == 0
     gc.collect()
-    await asyncio.sleep(0.1)
 
-    leftover = [t.get_name() for t in asyncio.all_tasks()]
-    assert len(leftover) <= tasks_before, leftover
+    await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before,
+                     what=f"tasks back to {tasks_before}: {[t.get_name() for t in asyncio.all_tasks()]}")
     growth = rss_mb() - rss_before
     assert growth < 25, f"RSS grew {growth:.1f} MB over 200 sessions"
+
+
+async def test_sessions_cost_no_task_of_their_own_unless_they_speak() -> None:
+    """The structure that keeps a session cheap: one frame clock for all, no task per session or per stream."""
+    workers = Workers(2)
+    registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
+    config = SessionConfig(providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
+                                                     vad=ProviderChoice("energy"), llm=ProviderChoice("echo")))
+    await registry.start(config)  # the shared frame clock's task exists from the first session on
+    baseline = len(asyncio.all_tasks())
+    sessions = [await registry.start(config) for _ in range(50)]
+    assert len(asyncio.all_tasks()) == baseline  # an idle session: no task, not on the clock
+    assert len(registry.frame_clock) == 0
+
+    silence = bytes(640)
+    streams = [s.attach_stream(StreamSpec(16000, 1, AudioFormat(24000)), take_over=False) for s in sessions]
+    for _ in range(25):  # half a second of a silent caller on every stream
+        for session, stream in zip(sessions, streams, strict=True):
+            session.push_audio(stream, silence)
+        await asyncio.sleep(0.02)
+    assert len(asyncio.all_tasks()) == baseline  # a listening session: on the clock, still no task
+    assert len(registry.frame_clock) == 50
+
+    said = [s.say("one short sentence") for s in sessions]
+    assert len(asyncio.all_tasks()) == baseline + 50  # a speaking session: one task, its speech
+    await asyncio.gather(*(u.done for u in said))
+    await eventually(lambda: len(asyncio.all_tasks()) == baseline, what="the speech tasks gone")
+
+    for session, stream in zip(sessions, streams, strict=True):
+        session.detach_stream(stream)
+    await eventually(lambda: len(registry.frame_clock) == 0, what="every session off the clock")
+    await registry.shutdown()
+    workers.close()

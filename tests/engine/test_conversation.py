@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
@@ -12,6 +11,7 @@ from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream, rms
 from tests.engine.test_speech import LONG_TEXT, PLAYED, wait_done, wait_speaking
+from tests.helpers import eventually
 
 
 def tone(seconds: float, rate: int = 16000, freq: float = 300.0) -> np.ndarray:
@@ -26,13 +26,12 @@ async def test_wake_up_fires_once_after_idle_and_not_during_speech(stub, start_s
     await wait_done(stub, session.name, said.id)  # ~1.7 s of speech: longer than the wake-up delay
     assert client.of("wake_up") == []
     await client.wait_for(lambda: client.of("wake_up"), timeout=3)
-    await asyncio.sleep(0.3)
-    assert len(client.of("wake_up")) == 1
     woke = [u.utterance for u in client.of("utterance_updated")
             if u.utterance.source == session_pb2.UTTERANCE_SOURCE_WAKE_UP]
     assert woke and woke[0].text == "are you there"
     done = await wait_done(stub, session.name, woke[0].id)
     assert done.state == PLAYED  # the timer never cancels the speech it started
+    assert len(client.of("wake_up")) == 1  # and it did not fire again while that speech played
     await client.aclose()
 
 
@@ -117,8 +116,11 @@ async def test_background_override_stops_thinking_and_resumes_it(stub, start_ses
     name = session.name
     assert (await stub.StartThinkingAudio(pb.StartThinkingAudioRequest(session=name))).thinking_audio.playing
     await stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=name, override_thinking=True))
-    await asyncio.sleep(0.6)  # the thinking sound's fade out
-    assert not (await stub.Get(pb.GetRequest(session=name))).session.thinking_audio.playing
+
+    async def thinking_faded() -> bool:
+        return not (await stub.Get(pb.GetRequest(session=name))).session.thinking_audio.playing
+
+    await eventually(thinking_faded, what="the thinking sound's fade out")
     await stub.StopBackgroundAudio(pb.StopBackgroundAudioRequest(session=name))
     assert (await stub.Get(pb.GetRequest(session=name))).session.thinking_audio.playing
 

@@ -11,7 +11,7 @@ import pytest
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
 from tests.engine.conftest import open_stream, rms
-from tests.helpers import error_details
+from tests.helpers import error_details, eventually
 
 PLAYED, INTERRUPTED, SPEAKING, QUEUED = (
     session_pb2.UTTERANCE_STATE_PLAYED, session_pb2.UTTERANCE_STATE_INTERRUPTED,
@@ -23,6 +23,15 @@ LONG_TEXT = "this sentence is long enough to keep the agent talking for several 
 async def wait_done(stub, session: str, utterance_id: str) -> session_pb2.Utterance:
     reply = await stub.WaitUtterance(pb.WaitUtteranceRequest(session=session, utterance_id=utterance_id), timeout=30)
     return reply.utterance
+
+
+async def wait_state(stub, session: str, utterance_id: str, state: int) -> None:
+    """Until Get shows the utterance in `state` (or past it)."""
+    async def reached() -> bool:
+        got = (await stub.Get(pb.GetRequest(session=session))).session
+        return any(u.id == utterance_id and u.state >= state for u in got.utterances)
+
+    await eventually(reached, what=f"{utterance_id} reaching state {state}")
 
 
 async def wait_speaking(client, utterance_id: str) -> None:
@@ -59,7 +68,7 @@ async def test_interrupt_silences_within_a_frame_and_keeps_only_heard_text(stub,
     client = await open_stream(stub, session.name)
     said = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT))).utterance
     await wait_speaking(client, said.id)
-    await asyncio.sleep(0.6)
+    await client.wait_for(lambda: sum(f.utterance_id == said.id for f in client.frames) >= 30)  # 0.6 s heard
     cut = (await stub.Interrupt(pb.InterruptRequest(session=session.name, fade_ms=20))).interrupted
     assert [u.id for u in cut] == [said.id]
     done = await wait_done(stub, session.name, said.id)
@@ -71,8 +80,8 @@ async def test_interrupt_silences_within_a_frame_and_keeps_only_heard_text(stub,
     assert heard_ms <= done.played_ms < heard_ms + 60 * (len(LONG_TEXT[len(done.heard_text):].split()[0]) + 2)
 
     await client.wait_for(lambda: client.of("clear_audio"))
-    await asyncio.sleep(0.3)
     clear_at = client.items.index("clear_audio")
+    await client.wait_for(lambda: client.items[clear_at:].count("frame") > 15)  # 0.3 s of what came after
     frames_after = [f for f in client.frames[client.items[:clear_at].count("frame"):]]
     loud = [i for i, f in enumerate(frames_after) if rms(f.pcm) > 50]
     assert loud in ([], [0]), f"speech energy in frames {loud} after the interrupt"
@@ -90,13 +99,13 @@ async def test_interrupt_scope_all_drops_queued(stub, start_session) -> None:
     first = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT))).utterance
     second = (await stub.Say(pb.SayRequest(session=session.name, text="second"))).utterance
     third = (await stub.Say(pb.SayRequest(session=session.name, text="third"))).utterance
-    await asyncio.sleep(0.3)
+    await wait_state(stub, session.name, first.id, SPEAKING)
     cut = (await stub.Interrupt(pb.InterruptRequest(session=session.name))).interrupted
     assert [u.id for u in cut] == [first.id]  # scope CURRENT: the queue plays on
     assert (await wait_done(stub, session.name, second.id)).state == PLAYED
     fourth = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT))).utterance
     fifth = (await stub.Say(pb.SayRequest(session=session.name, text="fifth"))).utterance
-    await asyncio.sleep(0.3)
+    await wait_state(stub, session.name, fourth.id, SPEAKING)
     cut = (await stub.Interrupt(pb.InterruptRequest(session=session.name, scope=pb.INTERRUPT_SCOPE_ALL))).interrupted
     assert [u.id for u in cut] == [fourth.id, fifth.id] or [u.id for u in cut] == [third.id, fourth.id, fifth.id]
     fifth_done = await wait_done(stub, session.name, fifth.id)
@@ -112,7 +121,7 @@ async def test_reply_while_busy_follows_policy(stub, start_session) -> None:
     session = await start_session()
     name = session.name
     talking = (await stub.Say(pb.SayRequest(session=name, text=LONG_TEXT))).utterance
-    await asyncio.sleep(0.2)
+    await wait_state(stub, name, talking.id, SPEAKING)
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Reply(pb.ReplyRequest(session=name, user_text="hi", busy_policy=pb.BUSY_POLICY_REJECT))
@@ -120,7 +129,7 @@ async def test_reply_while_busy_follows_policy(stub, start_session) -> None:
     assert error_details(err.value)[1] == "AGENT_BUSY"
 
     queued = (await stub.Reply(pb.ReplyRequest(session=name, user_text="one"))).utterance  # QUEUE is the default
-    await asyncio.sleep(0.2)
+    assert queued.state == QUEUED
     assert (await stub.Get(pb.GetRequest(session=name))).session.utterances[-1].state == QUEUED
     pushy = (await stub.Reply(
         pb.ReplyRequest(session=name, user_text="two", busy_policy=pb.BUSY_POLICY_INTERRUPT))).utterance

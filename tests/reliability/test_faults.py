@@ -14,7 +14,7 @@ from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, events_pb2, session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
-from tests.helpers import server_process
+from tests.helpers import eventually, server_process
 from tests.reliability.support import ErrorLog, contiguous, outcome_of, wait_frames
 
 STALL_SECONDS = 1.0
@@ -159,7 +159,11 @@ async def test_a_stalled_reader_loses_frames_not_the_session(server, stub) -> No
     dropped: list[events_pb2.FramesDropped] = []
     first = await call.read()
     frames.append(first.audio.sequence)
-    await asyncio.sleep(4.0)  # the reader stalls: flow control fills up, the outbox overflows
+
+    async def overflowed() -> bool:  # the reader stalls: flow control fills up, the outbox overflows
+        return (await stub.Get(pb.GetRequest(session=session))).session.metrics.frames_dropped > 10
+
+    await eventually(overflowed, what="frames dropped for the stalled reader")
 
     for _ in range(2000):  # then it reads again
         if dropped and len(frames) > 100:

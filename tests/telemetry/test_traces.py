@@ -51,7 +51,7 @@ async def test_spoken_turn_tool_call_and_interruption_make_one_session_tree(stub
 
     said = (await stub.Say(pb.SayRequest(session=session.name, text=LONG_TEXT), metadata=TRACEPARENT)).utterance
     await wait_speaking(client, said.id)
-    await asyncio.sleep(0.3)
+    await client.wait_for(lambda: sum(f.utterance_id == said.id for f in client.frames) >= 15)  # well under way
     await stub.Interrupt(pb.InterruptRequest(session=session.name))
     cut = await wait_done(stub, session.name, said.id)
     assert cut.state == session_pb2.UTTERANCE_STATE_INTERRUPTED

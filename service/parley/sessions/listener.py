@@ -1,8 +1,10 @@
 """The caller's side: voice activity, transcripts and the end of each turn.
 
 Audio arrives at 16 kHz mono. Voice activity runs inline (it is cheap); the
-speech recognizer runs in its own task behind a bounded queue, so a slow
-recognizer never holds up the audio stream.
+speech recognizer runs in a task of its own behind a bounded queue, so a
+slow recognizer never holds up the audio stream. That task exists only
+while there is speech to recognize: a listening session with a silent
+caller has none.
 
 The final transcript of a stretch of speech is asked for as soon as the
 voice goes quiet, not after the VAD's hangover has confirmed the end: the
@@ -26,6 +28,7 @@ from parley.providers.base import STT, VAD, Transcript, TurnDetector, VADEventTy
 from parley.sessions.clock import Clock, Timer
 from parley.sessions.config import TurnDetectionConfig
 
+RECOGNIZE_BATCH_MS = 100  # audio is handed to the recognizer in batches (a final never waits for one)
 EARLY_FINAL_MS = 150  # quiet voice this long asks for the final transcript (the VAD's hangover runs on)
 
 
@@ -74,7 +77,8 @@ class Listener:
         self._queue: deque[object] = deque()
         self._queued_samples = 0
         self._max_queued = int(max_queued_seconds * self.sample_rate)
-        self._wakeup = asyncio.Event()
+        self._batch = self.sample_rate * RECOGNIZE_BATCH_MS // 1000
+        self._task: asyncio.Task[None] | None = None
         self.dropped_samples = 0
         self._dropping = False
         self._position = 0  # samples received
@@ -84,7 +88,6 @@ class Listener:
         self._speech_end: float | None = None
         self._turn_text: list[str] = []
         self._turn_timer: Timer | None = None
-        self._task = asyncio.create_task(self._recognize(), name="listener-stt")
 
     @property
     def speaking(self) -> bool:
@@ -117,8 +120,10 @@ class Listener:
 
     async def aclose(self) -> None:
         self._cancel_turn_timer()
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        self._queue.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         await self._stt.aclose()
 
     # -- voice activity ---------------------------------------------------------
@@ -141,7 +146,7 @@ class Listener:
         self._finalized = True
         self._finals_pending += 1
         self._queue.append(_END)
-        self._wakeup.set()
+        self._recognize_now()
 
     def _flush_preroll(self) -> None:
         for chunk in self._preroll:
@@ -168,26 +173,29 @@ class Listener:
             if not self._dropping:
                 self._dropping = True
                 self._cb.audio_dropped(len(dropped) * 1000 // self.sample_rate)
-        self._wakeup.set()
+        if self._queued_samples >= self._batch:
+            self._recognize_now()
 
     # -- recognition ------------------------------------------------------------
 
+    def _recognize_now(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._recognize(), name="listener-stt")
+
     async def _recognize(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                item = self._queue.popleft()
-                if isinstance(item, np.ndarray):
-                    self._queued_samples -= len(item)
-                    if self._dropping and self._queued_samples < self._max_queued // 2:
-                        self._dropping = False  # caught up: the next loss is reported again
-                    interim = await self._stt.push(item, interim=not self._finals_pending)
-                    if interim is not None and interim.text:
-                        self._cb.transcript(interim)
-                    continue
-                final = await self._stt.finish()
-                self._on_final(final)
+        """Drain the queue, then end (the next batch or final starts a new task)."""
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, np.ndarray):
+                self._queued_samples -= len(item)
+                if self._dropping and self._queued_samples < self._max_queued // 2:
+                    self._dropping = False  # caught up: the next loss is reported again
+                interim = await self._stt.push(item, interim=not self._finals_pending)
+                if interim is not None and interim.text:
+                    self._cb.transcript(interim)
+                continue
+            final = await self._stt.finish()
+            self._on_final(final)
 
     def _on_final(self, final: Transcript) -> None:
         self._finals_pending -= 1
