@@ -26,10 +26,14 @@ async def test_wake_up_fires_once_after_idle_and_not_during_speech(stub, start_s
     await wait_done(stub, session.name, said.id)  # ~1.7 s of speech: longer than the wake-up delay
     assert client.of("wake_up") == []
     await client.wait_for(lambda: client.of("wake_up"), timeout=3)
-    woke = [u.utterance for u in client.of("utterance_updated")
-            if u.utterance.source == session_pb2.UTTERANCE_SOURCE_WAKE_UP]
-    assert woke and woke[0].text == "are you there"
-    done = await wait_done(stub, session.name, woke[0].id)
+
+    def woke() -> list[session_pb2.Utterance]:
+        return [u.utterance for u in client.of("utterance_updated")
+                if u.utterance.source == session_pb2.UTTERANCE_SOURCE_WAKE_UP]
+
+    await client.wait_for(lambda: bool(woke()))
+    assert woke()[0].text == "are you there"
+    done = await wait_done(stub, session.name, woke()[0].id)
     assert done.state == PLAYED  # the timer never cancels the speech it started
     assert len(client.of("wake_up")) == 1  # and it did not fire again while that speech played
     await client.aclose()

@@ -274,3 +274,13 @@ def validate(config: SessionConfig, prefix: str = "config") -> None:
     for key in config.labels:
         if not key or len(key) > 63:
             raise InvalidArgument(f"{prefix}.labels", f"label keys must be 1-63 characters, got {key!r}")
+
+
+def check_text(text: str, field: str, *, required: bool, limit: int) -> None:
+    """A text a client sends to be spoken or kept (Say, Reply, a tool result): bounded, printable."""
+    if required and not text.strip():
+        raise InvalidArgument(field, "must not be empty")
+    if len(text) > limit:
+        raise InvalidArgument(field, f"is {len(text)} characters; the limit (max_text_chars) is {limit}")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        raise InvalidArgument(field, "contains control characters")

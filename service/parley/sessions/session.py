@@ -23,29 +23,28 @@ from parley.chat import ChatMessage, Role, ToolCall, ToolSpec
 from parley.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from parley.logs import SessionLogger
 from parley.mcp.toolbox import McpToolbox
-from parley.providers import registry as providers
-from parley.providers.base import LLM, STT, TTS, VAD, TurnDetector
 from parley.providers.workers import Workers
 from parley.sessions import events as ev
 from parley.sessions.audio_port import AudioPort, PortLimits
 from parley.sessions.barge_in import BargeIn
 from parley.sessions.clock import LOOP_CLOCK, Clock
-from parley.sessions.config import AgentAction, AudioLayerConfig, SessionConfig
+from parley.sessions.config import AgentAction, AudioLayerConfig, SessionConfig, check_text
 from parley.sessions.frame_clock import FrameClock
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.layers import Layers, LayerStatus
 from parley.sessions.limits import SessionLimits
 from parley.sessions.listener import Listener, UserTurn
 from parley.sessions.metrics import SessionMetrics
-from parley.sessions.observer import NO_OBSERVER, ObserverFactory, SessionDescription, SessionObserver
+from parley.sessions.observer import NO_OBSERVER, ObserverFactory, SessionObserver
 from parley.sessions.ratelimit import TokenBucket
 from parley.sessions.replies import ReplyStats, generate_reply
+from parley.sessions.session_providers import SessionProviders
 from parley.sessions.session_types import BusyPolicy, SessionHooks, SessionSnapshot
 from parley.sessions.speech import Speaker, SpeechJob
-from parley.sessions.stall import guard_llm, guard_tts
 from parley.sessions.state_machine import StateMachine
 from parley.sessions.states import SessionStatus, UtteranceSource, UtteranceState
 from parley.sessions.stream import AttachedStream, StreamSpec
+from parley.sessions.tasks import BackgroundTasks
 from parley.sessions.tools import ToolCalls, ToolRunner
 from parley.sessions.turns import PendingTurn, Turns
 from parley.sessions.utterance import Utterance, UtteranceSnapshot, UtteranceStore
@@ -83,24 +82,21 @@ class Session:
         )
         self.tools: list[ToolSpec] = list(config.tools)
         self.tool_calls = ToolCalls()
-        self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio, on_lost=self._warn)
+        self.mcp = McpToolbox(config.mcp_servers, allow_stdio=limits.allow_mcp_stdio,
+                              on_lost=lambda why, message: self._warn(why, message, pin=False))
         self.request_rate = TokenBucket(limits.max_requests_per_second, limits.request_burst, clock=clock)
         self._requests = RequestLog(1000)
         self.utterances = UtteranceStore(limits.recent_utterances)
-        self._workers = workers
         self.last_activity = clock.now()
         self._closing: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(name)
         self._greeted = False
         self.mixer = Mixer(config.output_format.sample_rate_hz, speech_limit_ms=SPEECH_BUFFER_MS)
         self.layers = Layers(self.mixer, config, workers, audio_dir=limits.audio_dir,
                              max_file_bytes=limits.max_layer_file_bytes)
-        self.tts: TTS = guard_tts(self._build("tts"), limits.provider_stall_seconds)
-        self.llm: LLM = guard_llm(self._build("llm"), limits.provider_stall_seconds)
-        self.stt: STT = self._build("stt")
-        self.vad: VAD = self._build("vad")
-        self.turn_detector: TurnDetector = self._build("turn_detector")
-        self.observer: SessionObserver = observers.open_session(self._description()) if observers else NO_OBSERVER
+        self.providers = SessionProviders.build(config, workers, stall_seconds=limits.provider_stall_seconds)
+        self.observer: SessionObserver = (
+            observers.open_session(self.providers.describe(name, config)) if observers else NO_OBSERVER)
         self._run_tool = ToolRunner(self.tools, self.tool_calls, self.mcp, self.bus, config.tool_timeout_seconds)
         self.turns = Turns(clock, self.metrics, self.bus)
         self._wire(frame_clock, hooks)
@@ -121,12 +117,13 @@ class Session:
         effects = BargeInEffects(current, self.mixer, self.bus, self.states, self.metrics, self.observer, cut)
         self.barge_in = BargeIn(self.config.interruption, effects, self.clock)
         self._speech_events = SpeechEvents(
-            self.bus, self.states, self.turns, self.barge_in, self.observer, self.chat_history, self.layers,
-            self.config.thinking_audio, self._spawn, hooks.on_agent_text)
-        self.speaker = Speaker(self.tts, self.mixer, self._speech_events, max_queued=self.limits.max_queued_utterances)
+            self.bus, self.states, self.turns, self.barge_in, self.observer, self.metrics, self.chat_history,
+            self.layers, self.config.thinking_audio, self._tasks.spawn, hooks.on_agent_text)
+        self.speaker = Speaker(self.providers.tts, self.mixer, self._speech_events,
+                               max_queued=self.limits.max_queued_utterances)
         port_effects = PortEffects(self.speaker, self.bus, self.states, self.metrics, self.observer,
                                    attached=self._on_stream_attached,
-                                   abandoned=lambda: self._spawn(self.close("audio stream did not come back"),
+                                   abandoned=lambda: self._tasks.spawn(self.close("audio stream did not come back"),
                                                                  "reattach-close"))
         self.port = AudioPort(
             self.mixer, frame_clock, self.clock,
@@ -134,26 +131,16 @@ class Session:
             self._make_listener, reattach_window=self.config.reattach_window_seconds,
             on_user_audio=hooks.on_user_audio, on_agent_audio=hooks.on_agent_audio)
 
-    def _build(self, stage: str) -> Any:
-        choice = getattr(self.config.providers, stage)
-        return providers.build(stage, choice.name, choice.options, voice=self.config.voice, workers=self._workers)
-
-    def _description(self) -> SessionDescription:
-        return SessionDescription(
-            name=self.name, stt=self.stt.name, tts=self.tts.name, voice=self.config.voice, vad=self.vad.name,
-            turn_detector=self.turn_detector.name, llm=self.llm.name, llm_model=self.llm.model,
-            stt_model=getattr(self.stt, "model", ""), tts_model=getattr(self.tts, "model", ""),
-            labels=dict(self.config.labels))
-
     def _make_listener(self) -> Listener:
         callbacks = listener_callbacks(self.states, self.barge_in, self.bus, self.observer,
                                        lambda: self.port.stream is not None, self._on_user_turn)
-        return Listener(self.vad, self.stt, self.turn_detector, self.config.turn_detection, callbacks, self.clock)
+        p = self.providers
+        return Listener(p.vad, p.stt, p.turn_detector, self.config.turn_detection, callbacks, self.clock)
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        self.tools.extend(await self.mcp.open(self.tools, self._warn_at_start))
+        self.tools.extend(await self.mcp.open(self.tools, lambda why, message: self._warn(why, message, pin=True)))
         if len(self.tools) > self.limits.max_tools:
             raise ResourceExhausted(
                 "max_tools", f"at most {self.limits.max_tools} tools per session, MCP tools included"
@@ -165,14 +152,10 @@ class Session:
         self.states.started()
         self.log.info("session started")
 
-    def _warn(self, reason: str, message: str) -> None:
+    def _warn(self, reason: str, message: str, *, pin: bool) -> None:
+        """`pin`: a start-up warning reaches every later watcher and stream (no one watches before Start returns)."""
         self.log.warning(message, extra={"reason": reason})
-        self.bus.publish(ev.SessionWarning(reason, message))
-
-    def _warn_at_start(self, reason: str, message: str) -> None:
-        """A start-up warning reaches every later watcher and stream: no one watches before Start returns."""
-        self.log.warning(message, extra={"reason": reason})
-        self.bus.pin(ev.SessionWarning(reason, message))
+        (self.bus.pin if pin else self.bus.publish)(ev.SessionWarning(reason, message))
 
     async def close(self, reason: str = "closed by client", farewell: AgentAction | None = None,
                     farewell_timeout: float = 10.0) -> None:
@@ -196,12 +179,10 @@ class Session:
         await self.speaker.aclose()
         if self.port.listener is not None:
             await self.port.listener.aclose()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._tasks.cancel()
         self.layers.close()
         await self.mcp.aclose()
-        await self.llm.aclose()
+        await self.providers.llm.aclose()
         self.bus.publish(ev.SessionClosed(reason))
         self.port.close()
         self.bus.close()
@@ -233,12 +214,6 @@ class Session:
         """Run a mutating call once per request id (`fingerprint`: what makes a reused id a different request)."""
         return await self._requests.run((method, request_id) if request_id else None, action, fingerprint)
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"{self.name}:{name}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     # -- speaking ----------------------------------------------------------------
 
     def say(self, text: str, *, interruptible: bool = True, add_to_context: bool = True,
@@ -246,7 +221,7 @@ class Session:
         """Queue a text to speak; returns its handle at once."""
         if source is not UtteranceSource.FAREWELL:  # the farewell is said while the session closes
             self.ensure_active()
-        self._check_text(text, "text", required=True)
+        check_text(text, "text", required=True, limit=self.limits.max_text_chars)
         utterance = self.utterances.new(source, text, interruptible=interruptible, add_to_context=add_to_context)
 
         async def pieces() -> AsyncIterator[str]:
@@ -261,8 +236,8 @@ class Session:
         """Queue an answer from the language model; returns its handle at once."""
         if source is not UtteranceSource.FAREWELL:
             self.ensure_active()
-        self._check_text(instructions, "instructions", required=False)
-        self._check_text(user_text, "user_text", required=False)
+        check_text(instructions, "instructions", required=False, limit=self.limits.max_text_chars)
+        check_text(user_text, "user_text", required=False, limit=self.limits.max_text_chars)
         if self.speaker.busy:
             if busy is BusyPolicy.REJECT:
                 raise FailedPrecondition("the agent is busy and busy_policy is REJECT", reason="AGENT_BUSY")
@@ -276,23 +251,13 @@ class Session:
             self.chat_history.append(ChatMessage(Role.USER, user_text))
 
         async def pieces() -> AsyncIterator[str]:
-            async for piece in generate_reply(self.llm, self.chat_history, self.tools, self._run_tool,
+            async for piece in generate_reply(self.providers.llm, self.chat_history, self.tools, self._run_tool,
                                               instructions=instructions, stats=stats,
                                               trace=self.observer.reply(utterance)):
                 yield piece
 
         self._enqueue(SpeechJob(utterance, pieces, is_reply=True))
         return utterance
-
-    def _check_text(self, text: str, field: str, *, required: bool) -> None:
-        if required and not text.strip():
-            raise InvalidArgument(field, "must not be empty")
-        if len(text) > self.limits.max_text_chars:
-            raise InvalidArgument(
-                field, f"is {len(text)} characters; the limit (max_text_chars) is {self.limits.max_text_chars}"
-            )
-        if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
-            raise InvalidArgument(field, "contains control characters")
 
     def _enqueue(self, job: SpeechJob) -> None:
         self.speaker.enqueue(job)
@@ -305,9 +270,6 @@ class Session:
         if action.say_text is not None:
             return self.say(action.say_text, source=source)
         return self.reply(instructions=action.reply_instructions or "", source=source)
-
-    def utterance(self, utterance_id: str) -> Utterance:
-        return self.utterances.get(utterance_id)
 
     async def wait_utterance(self, utterance_id: str) -> UtteranceSnapshot:
         return await asyncio.shield(self.utterances.get(utterance_id).done)
@@ -323,17 +285,13 @@ class Session:
         cut = self.speaker.interrupt(include_queued=include_queued, fade_ms=fade_ms, force=force,
                                      reason="INTERRUPT_CALLED" if by_request else "CALLER_SPOKE")
         for utterance in cut:
-            self.observer.interrupted(utterance, by_request)
-            if utterance.state is UtteranceState.INTERRUPTED and utterance.start_time is not None:
-                self.metrics.interruptions += 1
-                self.bus.publish(ev.Interruption("interrupted", utterance.id, by_request))
-                self.bus.publish(ev.ClearAudio(utterance.id))
+            self._speech_events.interrupted(utterance, by_request)
         return cut
 
     # -- the caller's turns ---------------------------------------------------------
 
     def _on_user_turn(self, turn: UserTurn) -> None:
-        self._spawn(self._answer(turn), "user-turn")
+        self._tasks.spawn(self._answer(turn), "user-turn")
 
     async def _answer(self, turn: UserTurn) -> None:
         text = turn.text
@@ -358,7 +316,7 @@ class Session:
 
     def submit_tool_result(self, call_id: str, result: str, is_error: bool) -> ToolCall:
         self.ensure_active()
-        self._check_text(result, "result" if not is_error else "error", required=False)
+        check_text(result, "error" if is_error else "result", required=False, limit=self.limits.max_text_chars)
         return self.tool_calls.submit(call_id, result, is_error)
 
     async def play_background(self, layer: AudioLayerConfig | None, override_thinking: bool) -> LayerStatus:

@@ -53,9 +53,10 @@ class SpeechEvents:
 
     def __init__(
         self, bus: ev.EventBus, states: StateMachine, turns: Turns, barge_in: BargeIn, observer: SessionObserver,
-        history: list[ChatMessage], layers: Layers, thinking_audio: ThinkingAudioConfig, spawn: Spawn,
-        on_agent_text: TextHook | None,
+        metrics: SessionMetrics, history: list[ChatMessage], layers: Layers, thinking_audio: ThinkingAudioConfig,
+        spawn: Spawn, on_agent_text: TextHook | None,
     ) -> None:
+        self._metrics = metrics
         self._bus = bus
         self._states = states
         self._turns = turns
@@ -109,6 +110,14 @@ class SpeechEvents:
 
     def synthesis_finished(self, utterance: Utterance) -> None:
         self._observer.synthesis_finished(utterance)
+
+    def interrupted(self, utterance: Utterance, by_request: bool) -> None:
+        """Cut by a call or by the caller: counted and announced if any of it was heard (clients drop the rest)."""
+        self._observer.interrupted(utterance, by_request)
+        if utterance.state is UtteranceState.INTERRUPTED and utterance.start_time is not None:
+            self._metrics.interruptions += 1
+            self._bus.publish(ev.Interruption("interrupted", utterance.id, by_request))
+            self._bus.publish(ev.ClearAudio(utterance.id))
 
 
 class BargeInEffects:
