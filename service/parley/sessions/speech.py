@@ -35,6 +35,7 @@ from parley.sessions.utterance import Utterance
 log = logging.getLogger("parley.speech")
 
 LOOKAHEAD_SECONDS = 2.0  # synthesized audio held beyond the mixer's queue before the next piece is synthesized
+RESAMPLE_BATCH_MS = 500  # synthesized audio resampled at once, once enough is buffered ahead
 REPLY_ATTEMPTS = 2  # an empty answer from the language model is asked for once more
 
 
@@ -305,12 +306,20 @@ class Speaker:
                 await self._synthesize(segment, playing)
 
     async def _synthesize(self, text: str, playing: _Playing) -> None:
-        """One piece, whole, into the buffer, with where its words start."""
+        """One piece, whole, into the buffer, with where its words start.
+
+        Audio is resampled as soon as it comes while little is buffered (the
+        first audio must not wait), then in batches of `RESAMPLE_BATCH_MS`:
+        fewer, larger resampler calls for the same output.
+        """
         piece = Piece(text.split(), start=playing.synthesized)
         playing.pieces.append(piece)
         ratio = self._mixer.sample_rate / self._tts.sample_rate
+        batch = self._tts.sample_rate * RESAMPLE_BATCH_MS // 1000
         started = time.monotonic()
         source_samples = 0
+        waiting: list[np.ndarray] = []
+        waiting_samples = 0
         first = True
         async for chunk in self._tts.synthesize_timed(text):
             if first:
@@ -320,7 +329,13 @@ class Speaker:
                 if word == len(piece.word_starts):
                     piece.word_starts.append(piece.start + round((source_samples + sample) * ratio))
             source_samples += len(chunk.pcm)
-            self._buffer(playing.resampler.process(chunk.pcm), playing, piece)
+            waiting.append(chunk.pcm)
+            waiting_samples += len(chunk.pcm)
+            if waiting_samples >= batch or playing.buffered + self._mixer.speech_queued_samples < self._lookahead // 4:
+                self._buffer(playing.resampler.process(np.concatenate(waiting)), playing, piece)
+                waiting, waiting_samples = [], 0
+        if waiting:
+            self._buffer(playing.resampler.process(np.concatenate(waiting)), playing, piece)
         piece.complete = True
 
     def _buffer(self, pcm: np.ndarray, playing: _Playing, piece: Piece) -> None:

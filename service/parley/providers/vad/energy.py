@@ -12,7 +12,7 @@ import numpy as np
 
 from parley.providers.base import VAD, VADStream
 from parley.providers.options import Opt
-from parley.providers.vad.framing import FramedVADStream, frame_energy_db
+from parley.providers.vad.framing import FramedVADStream
 from parley.providers.workers import Workers
 
 OPTIONS = {
@@ -35,8 +35,8 @@ class EnergyVAD(VAD):
     def stream(self) -> VADStream:
         threshold = self._options["threshold_dbfs"] + _FULL_SCALE_DB
 
-        def classify(frame: np.ndarray) -> bool:
-            return frame_energy_db(frame) > threshold
+        def classify(frame: np.ndarray, energy_db: float) -> bool:
+            return energy_db > threshold
 
         return FramedVADStream(
             classify,

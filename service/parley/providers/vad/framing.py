@@ -10,21 +10,24 @@ frame classifier's own hangover (webrtc keeps saying "speech" for about
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from parley.providers.base import VADEvent, VADEventType, VADStream
 
-FrameClassifier = Callable[[np.ndarray], bool]
+FrameClassifier = Callable[[np.ndarray, float], bool]
+"""Whether a frame is speech, given the frame and its energy in dB (computed once, here)."""
 
+_EMPTY = np.zeros(0, np.int16)
 _TAIL_BELOW_PEAK_DB = 40.0
 _TAIL_ABOVE_NOISE_DB = 10.0
 
 
 def frame_energy_db(frame: np.ndarray) -> float:
-    power = float(np.mean(np.square(frame, dtype=np.float64)))
-    return 10.0 * np.log10(power + 1e-9)
+    samples = frame.astype(np.float32)
+    return 10.0 * math.log10(float(np.dot(samples, samples)) / max(1, len(samples)) + 1e-9)
 
 
 class FramedVADStream(VADStream):
@@ -41,7 +44,7 @@ class FramedVADStream(VADStream):
         self._frame_ms = frame_ms
         self._start_frames = max(1, -(-min_speech_ms // frame_ms))
         self._end_frames = max(1, -(-min_silence_ms // frame_ms))
-        self._pending = np.zeros(0, np.int16)
+        self._pending = _EMPTY
         self._index = 0  # frames consumed so far
         self.speaking = False
         self._run = 0  # consecutive frames that disagree with `speaking`
@@ -58,14 +61,17 @@ class FramedVADStream(VADStream):
             event = self._step(data[start : start + self._frame])
             if event is not None:
                 events.append(event)
-        self._pending = np.array(data[usable:], dtype=np.int16)
+        if usable < len(data):
+            self._pending = np.array(data[usable:], dtype=np.int16)
+        elif len(self._pending):
+            self._pending = _EMPTY
         return events
 
     def _step(self, frame: np.ndarray) -> VADEvent | None:
         index = self._index
         self._index += 1
-        is_speech = self._classify(frame)
         energy = frame_energy_db(frame)
+        is_speech = self._classify(frame, energy)
         event: VADEvent | None = None
         if is_speech != self.speaking:
             if self._run == 0:

@@ -59,7 +59,7 @@ class SileroVAD(VAD):
         scorer = _Scorer(self._session)
         threshold = self._options["threshold"]
 
-        def classify(frame: np.ndarray) -> bool:
+        def classify(frame: np.ndarray, energy_db: float) -> bool:
             return scorer(frame) >= threshold
 
         return FramedVADStream(

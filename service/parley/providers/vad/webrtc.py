@@ -9,7 +9,7 @@ import webrtcvad
 
 from parley.providers.base import VAD, VADStream
 from parley.providers.options import Opt
-from parley.providers.vad.framing import FramedVADStream, frame_energy_db
+from parley.providers.vad.framing import FramedVADStream
 from parley.providers.workers import Workers
 
 OPTIONS = {
@@ -35,8 +35,8 @@ class WebRTCVAD(VAD):
         rate = self.sample_rate
         floor = self._options["min_level_dbfs"] + _FULL_SCALE_DB
 
-        def classify(frame: np.ndarray) -> bool:
-            return frame_energy_db(frame) >= floor and bool(vad.is_speech(frame.tobytes(), rate))
+        def classify(frame: np.ndarray, energy_db: float) -> bool:
+            return energy_db >= floor and bool(vad.is_speech(frame.tobytes(), rate))
 
         return FramedVADStream(
             classify,
