@@ -44,7 +44,8 @@ class Outbox:
         self._events = 0
         self._frame_limit = frame_limit
         self._event_limit = event_limit
-        self._ready = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None  # the reader, waiting for an item
         self._error: ParleyError | None = None
         self._ended = False
         self.dropped_total = 0
@@ -59,7 +60,7 @@ class Outbox:
             self.dropped_total += 1
         self._items.append(frame)
         self._frames += 1
-        self._ready.set()
+        self._wake()
 
     def put_event(self, event: SessionEvent) -> None:
         if self._ended:
@@ -69,19 +70,24 @@ class Outbox:
             return
         self._items.append(event)
         self._events += 1
-        self._ready.set()
+        self._wake()
 
     def end(self) -> None:
         """No more items; the reader finishes what is queued."""
         self._ended = True
-        self._ready.set()
+        self._wake()
 
     def fail(self, error: ParleyError) -> None:
         """End the stream with an error after nothing else."""
         self._error = error
         self._items.clear()
         self._ended = True
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> OutFrame | SessionEvent | None:
         """The next item; None when the stream ended; raises the error it failed with."""
@@ -90,8 +96,8 @@ class Outbox:
                 raise self._error
             if self._ended:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = self._loop.create_future()
+            await self._waiter
         item = self._items.popleft()
         if isinstance(item, OutFrame):
             self._frames -= 1
