@@ -7,6 +7,7 @@ from typing import Any, assert_never
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from parley.audio.encodings import G711_RATE, Encoding
 from parley.chat import ChatMessage, Role, ToolCall, ToolSource, ToolSpec
 from parley.errors import InvalidArgument
 from parley.providers import registry as providers
@@ -101,11 +102,20 @@ def layer_from_proto(layer: session_pb2.AudioLayerConfig, field: str) -> cfg.Aud
     )
 
 
+def encoding_from_proto(fmt: audio_pb2.AudioFormat, field: str) -> Encoding:
+    return enum_from_proto(Encoding, audio_pb2.AudioEncoding, fmt.encoding, f"{field}.encoding", Encoding.LINEAR16)
+
+
+def _rate(fmt: audio_pb2.AudioFormat, encoding: Encoding, default_rate: int) -> int:
+    """The format's rate; 0 picks G.711's only rate, else `default_rate`."""
+    return fmt.sample_rate_hz or (G711_RATE if encoding.telephone else default_rate)
+
+
 def output_format_from_proto(fmt: audio_pb2.AudioFormat, default_rate: int, field: str) -> cfg.AudioFormat:
-    if fmt.encoding not in (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_LINEAR16):
-        raise InvalidArgument(f"{field}.encoding", f"only LINEAR16 is supported, got {fmt.encoding}")
+    encoding = encoding_from_proto(fmt, field)
     return cfg.AudioFormat(
-        sample_rate_hz=fmt.sample_rate_hz or default_rate, channels=fmt.channels or 1, frame_ms=fmt.frame_ms or 20
+        sample_rate_hz=_rate(fmt, encoding, default_rate), channels=fmt.channels or 1, frame_ms=fmt.frame_ms or 20,
+        encoding=encoding,
     )
 
 
@@ -208,16 +218,15 @@ def stream_spec_from_proto(
     config: agent_session_service_pb2.StreamConfig, session_output: cfg.AudioFormat
 ) -> StreamSpec:
     fmt_in = config.input_format
-    if fmt_in.encoding not in (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_LINEAR16):
-        raise InvalidArgument("config.input_format.encoding", f"only LINEAR16 is supported, got {fmt_in.encoding}")
+    input_encoding = encoding_from_proto(fmt_in, "config.input_format")
     if config.HasField("output_format"):
         output = output_format_from_proto(config.output_format, session_output.sample_rate_hz, "config.output_format")
         cfg.check_output_format(output, "config.output_format")
     else:
         output = session_output
     return StreamSpec(
-        input_rate=fmt_in.sample_rate_hz or 16000, input_channels=fmt_in.channels or 1, output=output,
-        lead_ms=config.lead_ms,
+        input_rate=_rate(fmt_in, input_encoding, 16000), input_channels=fmt_in.channels or 1, output=output,
+        lead_ms=config.lead_ms, input_encoding=input_encoding,
     )
 
 
@@ -287,7 +296,7 @@ def config_to_proto(config: cfg.SessionConfig, idle_ttl_seconds: float) -> sessi
         tool_timeout_seconds=config.tool_timeout_seconds,
         mcp_servers=[_mcp_to_proto(s) for s in config.mcp_servers],
         output_format=audio_pb2.AudioFormat(
-            encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
+            encoding=enum_to_proto(audio_pb2.AudioEncoding, config.output_format.encoding),
             sample_rate_hz=config.output_format.sample_rate_hz,
             channels=config.output_format.channels,
             frame_ms=config.output_format.frame_ms,

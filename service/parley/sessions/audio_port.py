@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from parley.audio.encodings import check_encoding
 from parley.audio.mixer import Mixer
 from parley.errors import Aborted, InvalidArgument
 from parley.sessions.clock import Clock, Timer
@@ -90,6 +91,7 @@ class AudioPort:
             raise InvalidArgument("config.input_format.sample_rate_hz", f"must be 8000..48000, got {spec.input_rate}")
         if spec.input_channels not in (1, 2):
             raise InvalidArgument("config.input_format.channels", f"must be 1 or 2, got {spec.input_channels}")
+        check_encoding(spec.input_encoding, spec.input_rate, spec.input_channels, "config.input_format")
         if not 0 <= spec.lead_ms <= 500:
             raise InvalidArgument("config.lead_ms", f"must be 0..500, got {spec.lead_ms}")
         if self.stream is not None:
@@ -127,9 +129,7 @@ class AudioPort:
                 "audio.pcm", f"must be 1..{self._limits.max_chunk_bytes} bytes (max_chunk_bytes), got {len(pcm)}"
             )
         channels = stream.spec.input_channels
-        if len(pcm) % (2 * channels):
-            raise InvalidArgument("audio.pcm", "length must be a whole number of 16-bit samples per channel")
-        samples = np.frombuffer(pcm, dtype="<i2")
+        samples = stream.input_codec.decode(pcm, channels, "audio.pcm")
         if channels == 2:
             samples = samples.reshape(-1, 2).mean(axis=1).astype(np.int16)
         mono = stream.to_listener(samples)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
+from parley.audio.encodings import Encoding, check_encoding
 from parley.chat import TOOL_NAME, ToolSpec
 from parley.errors import InvalidArgument
 
@@ -173,6 +174,7 @@ class AudioFormat:
     sample_rate_hz: int = field(metadata={"allowed": OneOf(OUTPUT_RATES)})
     channels: int = allowed(1, OneOf((1, 2)))
     frame_ms: int = allowed(20, OneOf(FRAME_SIZES_MS))
+    encoding: Encoding = Encoding.LINEAR16
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ def check_layer(layer: AudioLayerConfig, path: str) -> None:
 
 def check_output_format(fmt: AudioFormat, path: str) -> None:
     check(fmt, path)
+    check_encoding(fmt.encoding, fmt.sample_rate_hz, fmt.channels, path)
 
 
 def check_action(action: AgentAction | None, path: str) -> None:
@@ -244,6 +247,8 @@ def validate(config: SessionConfig, prefix: str = "config") -> None:
     Ranges are declared on the fields (`allowed`); what spans several fields is checked here.
     """
     check(config, prefix)
+    fmt = config.output_format
+    check_encoding(fmt.encoding, fmt.sample_rate_hz, fmt.channels, f"{prefix}.output_format")
     t = config.turn_detection
     if t.max_endpointing_delay_seconds < t.min_endpointing_delay_seconds:
         raise InvalidArgument(

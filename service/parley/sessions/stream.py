@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from parley.audio.encodings import Encoding, codec_for
 from parley.audio.pcm import StreamResampler
 from parley.errors import Aborted, ParleyError, ResourceExhausted
 from parley.sessions.config import AudioFormat
@@ -35,6 +36,7 @@ class StreamSpec:
     input_channels: int
     output: AudioFormat
     lead_ms: int = 0
+    input_encoding: Encoding = Encoding.LINEAR16
 
 
 class Outbox:
@@ -115,11 +117,12 @@ class FrameAdapter:
 
     def __init__(self, session_rate: int, output: AudioFormat) -> None:
         self._output = output
+        self._codec = codec_for(output.encoding)
         self._resampler = StreamResampler(session_rate, output.sample_rate_hz)
         self._samples_per_frame = output.sample_rate_hz * output.frame_ms // 1000
         self._buffer = np.zeros(0, dtype=np.int16)
         self.as_is = (session_rate == output.sample_rate_hz and output.channels == 1
-                      and self._samples_per_frame == session_rate // 50)
+                      and self._samples_per_frame == session_rate // 50 and output.encoding is Encoding.LINEAR16)
 
     def push(self, mono: np.ndarray) -> bytes | None:
         """Add one session frame; returns an output frame's bytes when one is complete."""
@@ -132,7 +135,7 @@ class FrameAdapter:
         out, self._buffer = self._buffer[: self._samples_per_frame], self._buffer[self._samples_per_frame:]
         if self._output.channels == 2:
             out = np.repeat(out, 2)
-        return out.astype("<i2", copy=False).tobytes()
+        return self._codec.encode(out)
 
 
 class AttachedStream:
@@ -142,6 +145,7 @@ class AttachedStream:
         self.spec = spec
         self.outbox = Outbox(frame_limit)
         self.adapter = FrameAdapter(session_rate, spec.output)
+        self.input_codec = codec_for(spec.input_encoding)  # the caller's wire bytes -> int16
         self._to_listener = (
             None if spec.input_rate == listen_rate else StreamResampler(spec.input_rate, listen_rate)
         )
