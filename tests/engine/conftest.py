@@ -76,6 +76,10 @@ class StreamClient:
                 if delay > 0:
                     await asyncio.sleep(delay)
 
+    async def send_raw(self, data: bytes) -> None:
+        """One chunk of bytes in the stream's input format, as they are (G.711: one byte a sample)."""
+        await self.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=data)))
+
     async def send_silence(self, seconds: float, rate: int = 16000) -> None:
         await self.send(np.zeros(int(seconds * rate), dtype=np.int16), rate=rate)
 
@@ -127,11 +131,14 @@ class StreamClient:
 
 
 async def open_stream(stub, session: str, *, input_rate: int = 16000, take_over: bool = False,
-                      output: audio_pb2.AudioFormat | None = None, attached: bool = True) -> StreamClient:
-    """Open StreamAudio; with `attached`, return once the first frame arrived (the stream is bound)."""
+                      output: audio_pb2.AudioFormat | None = None, attached: bool = True,
+                      input_format: audio_pb2.AudioFormat | None = None) -> StreamClient:
+    """Open StreamAudio; with `attached`, return once the first frame arrived (the stream is bound).
+
+    `input_format` replaces the default (LINEAR16 at `input_rate`)."""
     call = stub.StreamAudio()
-    config = pb.StreamConfig(session=session, input_format=audio_pb2.AudioFormat(sample_rate_hz=input_rate),
-                             take_over=take_over)
+    config = pb.StreamConfig(session=session, take_over=take_over,
+                             input_format=input_format or audio_pb2.AudioFormat(sample_rate_hz=input_rate))
     if output is not None:
         config.output_format.CopyFrom(output)
     await call.write(pb.StreamAudioRequest(config=config))

@@ -35,6 +35,7 @@ OK, INVALID, NOT_FOUND = grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, g
 PRECONDITION, EXHAUSTED, ABORTED = (
     grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
 )
+MULAW, ALAW = audio_pb2.AUDIO_ENCODING_MULAW, audio_pb2.AUDIO_ENCODING_ALAW
 LIMITS = dict(
     max_chunk_bytes=4096, max_message_bytes=64 * 1024, max_subscribers=2, max_queued_utterances=2, max_tools=3,
     max_requests_per_second=5.0, request_burst=20, max_sessions_per_principal=6, max_layer_file_bytes=20_000,
@@ -233,6 +234,16 @@ ROWS = [
     Row("output encoding number", stream(cfg(output={"encoding": 99})), INVALID,
         field="config.output_format.encoding"),
     Row("lead over 500 ms", stream(cfg(lead_ms=600)), INVALID, field="config.lead_ms"),
+    Row("µ-law input at 16 kHz", stream(cfg(encoding=MULAW, sample_rate_hz=16000)), INVALID,
+        field="config.input_format.sample_rate_hz"),
+    Row("stereo A-law input", stream(cfg(encoding=ALAW, channels=2)), INVALID, field="config.input_format.channels"),
+    Row("µ-law output at 24 kHz", stream(cfg(output={"encoding": MULAW, "sample_rate_hz": 24000})), INVALID,
+        field="config.output_format.sample_rate_hz"),
+    Row("stereo µ-law output", stream(cfg(output={"encoding": MULAW, "channels": 2})), INVALID,
+        field="config.output_format.channels"),
+    Row("A-law session output at 16 kHz",
+        start(output_format=audio_pb2.AudioFormat(encoding=ALAW, sample_rate_hz=16000)), INVALID,
+        field="config.output_format.sample_rate_hz"),
     Row("second stream without take_over", second_stream, ABORTED, reason="STREAM_ATTACHED"),
     # text
     Row("empty text", unary("Say", pb.SayRequest, text=""), INVALID, field="text"),
