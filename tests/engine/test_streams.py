@@ -88,6 +88,25 @@ async def test_stream_output_format(stub, start_session, rate: int, channels: in
     await client.aclose()
 
 
+@pytest.mark.parametrize("rate,frame_ms", [(48000, 20), (8000, 20), (16000, 60)])
+async def test_frames_tagged_with_an_utterance_are_the_frames_holding_its_audio(
+        stub, start_session, rate: int, frame_ms: int) -> None:
+    """The output resampler holds audio back; a frame's utterance id must follow the audio, not the mix clock."""
+    session = await start_session()
+    client = await open_stream(stub, session.name, output=audio_pb2.AudioFormat(sample_rate_hz=rate,
+                                                                                 frame_ms=frame_ms))
+    said = (await stub.Say(pb.SayRequest(session=session.name, text="aligned"))).utterance
+    await wait_done(stub, session.name, said.id)
+    mark = len(client.frames)
+    await client.wait_for(lambda: len(client.frames) > mark + 5)  # what the resampler still held
+    loud = [i for i, f in enumerate(client.frames) if np.max(np.abs(f.pcm)) > 1000]
+    tagged = [i for i, f in enumerate(client.frames) if f.utterance_id == said.id]
+    assert loud and tagged == list(range(tagged[0], tagged[-1] + 1))
+    assert tagged[0] == loud[0]  # not ahead of the audio (it was 2-4 frames ahead, by the resampler's hold)
+    assert abs(tagged[-1] - loud[-1]) <= 1  # at the end, a few samples of speech or of the filter's ringing
+    await client.aclose()
+
+
 async def test_stereo_48k_input_is_heard(stub, start_session) -> None:
     session = await start_session(auto_reply=False)
     call = stub.StreamAudio()

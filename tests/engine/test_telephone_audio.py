@@ -17,8 +17,8 @@ from parley.v1 import audio_pb2, session_pb2
 from tests.engine.conftest import StreamClient, open_stream, rms
 from tests.engine.test_spoken_turn import spoken
 
-# Band-limited to 4 kHz, espeak's "what is the weather today" reads as "what in the winter today" to Whisper
-# tiny.en; this wording survives the telephone band.
+# Band-limited to 4 kHz, espeak's voice is harder for Whisper tiny.en: "what is the weather like today" comes
+# back as that, or as "what is the winner like today". The test asks for most of the words, not all.
 QUESTION = "what is the weather like today"
 CODECS = {
     audio_pb2.AUDIO_ENCODING_MULAW: (g711.mulaw_encode, g711.mulaw_decode, b"\xff"),
@@ -29,6 +29,10 @@ CODECS = {
 def wire_frames(client: StreamClient, utterance_id: str | None = None) -> list[bytes]:
     """The frames' bytes as sent (the client helper reads every frame as int16; G.711 is one byte a sample)."""
     return [f.pcm.tobytes() for f in client.frames if utterance_id is None or f.utterance_id == utterance_id]
+
+
+def words(text: str) -> set[str]:
+    return {w.strip("?.,!").lower() for w in text.split()}
 
 
 async def send_bytes(client: StreamClient, data: bytes, chunk: int) -> None:
@@ -88,7 +92,7 @@ async def test_a_phone_call_in_mulaw_is_heard_and_answered_in_mulaw(stub) -> Non
         assert len(client.frames) < 50 * 60, "no reply within a minute"
 
     finals = [t.text for t in client.of("transcript") if t.is_final]
-    assert finals and "weather" in finals[0].lower()
+    assert finals and len(words(finals[0]) & words(QUESTION)) >= 4, finals
     reply = next(u.utterance for u in client.of("utterance_updated")
                  if u.utterance.state == session_pb2.UTTERANCE_STATE_PLAYED)
     frames = wire_frames(client, reply.id)

@@ -176,7 +176,7 @@ class AudioPort:
     # -- internals ------------------------------------------------------------------------
 
     def _send(self, pcm: bytes, tag: object, stream: AttachedStream | None) -> None:
-        out: bytes | None = pcm
+        out, utterance_id = pcm, str(tag) if tag is not None else ""
         if self._on_agent_audio is not None or stream is None or not stream.adapter.as_is:
             frame = np.frombuffer(pcm, dtype=np.int16)
             if self._on_agent_audio is not None:
@@ -184,13 +184,14 @@ class AudioPort:
                 frame = frame if replaced is None else replaced
             if stream is None:
                 return
-            out = stream.adapter.push(frame)
-        if out is None:
-            return
+            adapted = stream.adapter.push(frame, utterance_id)
+            if adapted is None:
+                return
+            out, utterance_id = adapted
         outbox = stream.outbox
         before = outbox.dropped_total
         outbox.put_frame(OutFrame(out, stream.sequence, int((self._clock.now() - self._started) * 1000),
-                                  str(tag) if tag is not None else ""))
+                                  utterance_id))
         stream.sequence += 1
         dropped = outbox.dropped_total - before
         if dropped:

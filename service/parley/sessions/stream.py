@@ -21,6 +21,8 @@ from parley.errors import Aborted, ParleyError, ResourceExhausted
 from parley.sessions.config import AudioFormat
 from parley.sessions.events import SessionEvent
 
+SESSION_FRAME_MS = 20  # the session mixes one frame per 20 ms tick
+
 
 @dataclass(frozen=True)
 class OutFrame:
@@ -113,6 +115,13 @@ class FrameAdapter:
 
     When the stream takes the session's own format (the usual case) a frame
     passes through untouched: no resampling, no copy.
+
+    Otherwise the output resampler (soxr) keeps its output aligned in time
+    with its input but holds audio back (its filter delay, released in
+    blocks), so an output frame is complete only some session frames after
+    its audio was mixed. Output frame m holds exactly the audio of session
+    frames m*k .. m*k+k-1 (k = frame_ms / 20): it carries their utterance
+    tag, not that of the session frame that happened to complete it.
     """
 
     def __init__(self, session_rate: int, output: AudioFormat) -> None:
@@ -120,14 +129,17 @@ class FrameAdapter:
         self._codec = codec_for(output.encoding)
         self._resampler = StreamResampler(session_rate, output.sample_rate_hz)
         self._samples_per_frame = output.sample_rate_hz * output.frame_ms // 1000
+        self._session_frames_per_frame = output.frame_ms // SESSION_FRAME_MS
         self._buffer = np.zeros(0, dtype=np.int16)
+        self._tags: deque[str] = deque()  # of session frames not yet sent, oldest first
         self.as_is = (session_rate == output.sample_rate_hz and output.channels == 1
                       and self._samples_per_frame == session_rate // 50 and output.encoding is Encoding.LINEAR16)
 
-    def push(self, mono: np.ndarray) -> bytes | None:
-        """Add one session frame; returns an output frame's bytes when one is complete."""
+    def push(self, mono: np.ndarray, tag: str = "") -> tuple[bytes, str] | None:
+        """Add one session frame and its utterance tag; returns (bytes, tag) of an output frame once complete."""
         if self.as_is:
-            return mono.astype("<i2", copy=False).tobytes()
+            return mono.astype("<i2", copy=False).tobytes(), tag
+        self._tags.append(tag)
         mono = self._resampler.process(mono)
         self._buffer = np.concatenate((self._buffer, mono)) if len(self._buffer) else mono
         if len(self._buffer) < self._samples_per_frame:
@@ -135,7 +147,14 @@ class FrameAdapter:
         out, self._buffer = self._buffer[: self._samples_per_frame], self._buffer[self._samples_per_frame:]
         if self._output.channels == 2:
             out = np.repeat(out, 2)
-        return self._codec.encode(out)
+        tags = [self._tags.popleft() for _ in range(self._session_frames_per_frame)]
+        return self._codec.encode(out), _dominant(tags)
+
+
+def _dominant(tags: list[str]) -> str:
+    """The utterance heard in most of the session frames (the earlier on a tie); "" when none is."""
+    spoken = [t for t in tags if t]
+    return max(spoken, key=spoken.count) if spoken else ""
 
 
 class AttachedStream:
