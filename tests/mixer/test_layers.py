@@ -56,6 +56,31 @@ def test_looping_clip_resamples_as_a_circle(tmp_path, src_rate, out_rate):
     assert max_step(out) <= max_step(clip.pcm) + 1
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_loop_whose_ends_do_not_meet_gets_a_seam_crossfade(tmp_path, channels):
+    """A 233 Hz sine cut at 1.37 s jumps 15.6x its largest step at every wrap; loaded as a loop it must not."""
+    pcm = np.rint(tone(233.0, 24000, 1.37) * 32768).astype(np.int16)
+    normal = max_step(pcm)
+    assert abs(int(pcm[0]) - int(pcm[-1])) > 15 * normal  # the raw seam: a click at every wrap
+    sf.write(tmp_path / "cut.wav", np.repeat(pcm[:, None], channels, axis=1), 24000, subtype="PCM_16")
+    clip = load_clip(str(tmp_path / "cut.wav"), 24000, channels, looping=True)
+    assert clip.frames == len(pcm) - 24000 * 30 // 1000  # the loop is shorter by the 30 ms crossfade
+    m = Mixer(24000, channels)
+    m.play_layer("background", clip, gain=1.0, fade_in_ms=0)
+    out = run(m, 3 * clip.frames // m.frame_samples)  # three wraps
+    assert max_step(out, channels) <= normal
+    once = load_clip(str(tmp_path / "cut.wav"), 24000, channels, looping=False)
+    assert np.array_equal(once.pcm.reshape(-1, channels)[:, 0], pcm)  # a one-shot keeps every sample
+
+
+def test_raw_pcm_loops_get_the_seam_crossfade_too():
+    pcm = np.rint(tone(233.0, 16000, 1.37) * 32768).astype(np.int16)
+    clip = clip_from_pcm(pcm, 16000, 1, 24000, looping=True)
+    m = Mixer(24000)
+    m.play_layer("thinking", clip, gain=1.0, fade_in_ms=0)
+    assert max_step(run(m, 3 * clip.frames // m.frame_samples)) <= max_step(clip.pcm[: clip.frames // 2]) + 1
+
+
 def test_built_in_sounds_loop_without_a_seam_at_every_rate():
     for name in BUILTIN_SOUNDS:
         for rate in OUTPUT_RATES:

@@ -7,6 +7,14 @@ is changed with soxr VHQ. A clip meant to loop is resampled as a circle (the
 filter sees the clip's end before its start and its start after its end), so
 the seam carries no filter ringing and no padding; the output length is
 round(frames * out_rate / in_rate), keeping the duration exact.
+
+A looping clip whose ends do not meet (its wrap jumps further than any step
+inside the clip: a loop cut at an arbitrary point) gets a seam crossfade:
+its last SEAM_CROSSFADE_MS fade into its first ones, and the loop then
+starts right after them, so it is that much shorter. The crossfade is
+linear (the two gains sum to one), so no step through it is larger than the
+signal's own largest step, give or take the fade's slope. A clip that
+already loops cleanly is left sample for sample as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ DEFAULT_MAX_SECONDS = 600.0
 #: Circular padding for loop resampling, in seconds of source: far longer
 #: than soxr's VHQ filter, whose impulse response lasts a few milliseconds.
 LOOP_PAD_SECONDS = 0.05
+#: Length of the crossfade that joins the ends of a loop that does not meet itself.
+SEAM_CROSSFADE_MS = 30
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +128,8 @@ def load_clip(
     if len(data_arr) == 0:
         raise InvalidArgument(field, f"{name!r} holds no audio samples")
     pcm = _convert(data_arr, in_rate, sample_rate, channels, looping)
+    if looping:
+        pcm = join_loop_ends(pcm, sample_rate, channels)
     return _freeze(pcm, sample_rate, channels, name)
 
 
@@ -146,7 +158,28 @@ def clip_from_pcm(
         out = frames.reshape(-1).copy()
     else:
         out = _convert(frames / 32768.0, pcm_rate, sample_rate, channels, looping)
+    if looping:
+        out = join_loop_ends(out, sample_rate, channels)
     return _freeze(out, sample_rate, channels, f"<pcm {pcm_rate} Hz x{pcm_channels}>")
+
+
+def join_loop_ends(pcm: np.ndarray, sample_rate: int, channels: int) -> np.ndarray:
+    """Crossfade the seam of a loop whose wrap jumps further than any step inside it (see the module notes).
+
+    Returns `pcm` itself when the loop already meets; otherwise a new clip
+    shorter by the crossfade (at most a quarter of the clip).
+    """
+    frames = pcm.reshape(-1, channels).astype(np.int32)
+    if len(frames) < 8:
+        return pcm
+    inside = np.max(np.abs(np.diff(frames, axis=0)))
+    if np.max(np.abs(frames[0] - frames[-1])) <= inside:
+        return pcm
+    n = min(sample_rate * SEAM_CROSSFADE_MS // 1000, len(frames) // 4)
+    rise = (np.arange(1, n + 1) / (n + 1))[:, None]  # the head's gain; the tail's is 1 - rise
+    seam = frames[-n:] * (1.0 - rise) + frames[:n] * rise
+    joined = np.concatenate([frames[n:-n], np.rint(seam).astype(np.int32)])
+    return joined.astype(np.int16).reshape(-1)
 
 
 def _resolve_path(name: str, field: str) -> str:
