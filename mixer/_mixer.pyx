@@ -27,6 +27,15 @@ Speech
     fades the next `tail` frames to silence and then returns to full level,
     for interruptions (the caller drops what should not play).
 
+Underruns
+    While `speech_open` (more speech of the current utterance is coming) and
+    less than a frame plus `underrun_fade` frames is queued, speech fades out
+    so that silence falls exactly on the last queued sample; the kernel then
+    waits, silent, until that much is queued again (or the utterance is
+    complete) and fades back in over `underrun_fade` frames. Audio that comes
+    in time during the fade out brings the level back up from where it got.
+    Speech that runs dry does not stop or restart dead.
+
 One kernel must not be used from two threads at once; `mix` releases the
 GIL only around its own arithmetic.
 """
@@ -102,6 +111,9 @@ cdef class MixKernel:
     cdef double hold_out_rate, hold_in_rate
     cdef Py_ssize_t cut_left
     cdef Py_ssize_t last_ns                   # speech frames mixed in the previous frame
+    cdef public bint speech_open              # more speech of the queued utterance may come
+    cdef Py_ssize_t under_len                 # underrun fade, in sample frames (0: off)
+    cdef bint draining, starved               # fading out ahead of an underrun / silent in one
     cdef double kappa, duck_lin, duck_attack_rate, duck_release_rate
     cdef Slot slots[SLOTS]
     cdef list _clips
@@ -190,6 +202,7 @@ cdef class MixKernel:
         """Fade speech to silence over the next `tail` frames, then back to full level."""
         if tail < 0:
             raise ValueError("tail must be >= 0")
+        self.draining = self.starved = False
         if tail == 0 or self.s_phi <= 0.0:
             self.cut_left = -1
             self.s_phi = 0.0 if self.held else 1.0
@@ -217,6 +230,17 @@ cdef class MixKernel:
 
     def set_speech_gain(self, float gain) -> None:
         self.speech_gain = gain
+
+    def set_underrun_fade(self, Py_ssize_t fade) -> None:
+        """Fade length around a speech underrun, in sample frames (0 turns the fades off)."""
+        if fade < 0:
+            raise ValueError("fade must be >= 0")
+        self.under_len = fade
+
+    @property
+    def speech_starved(self) -> bool:
+        """Whether speech ran dry mid-utterance and waits, silent, for more."""
+        return self.starved
 
     # ---- slots ----------------------------------------------------------------
 
@@ -324,6 +348,8 @@ cdef class MixKernel:
                 self.s_rate = -self.hold_out_rate if hold else self.hold_in_rate
                 if hold and self.last_ns == 0:
                     self.s_phi, self.s_rate = 0.0, 0.0   # nothing sounding: no fade needed
+        if self.under_len and not self.held and self.cut_left < 0:
+            self._underrun_envelope()
         if self.cut_left < 0 and self.s_phi >= 1.0 and self.s_rate > 0.0:
             self.s_rate = 0.0
         if self.cut_left < 0 and self.s_phi <= 0.0 and self.s_rate <= 0.0:
@@ -369,6 +395,8 @@ cdef class MixKernel:
             self.s_phi = phi
             if phi >= 1.0 or phi <= 0.0:
                 self.s_rate = 0.0
+            if self.draining and phi <= 0.0:
+                self.draining, self.starved = False, True
         self.r_count -= ns * ch
         if ns < F:
             memset(acc + ns * ch, 0, (F - ns) * ch * sizeof(float))
@@ -379,6 +407,23 @@ cdef class MixKernel:
                 self.s_phi = 0.0 if self.held else 1.0
                 self.s_rate = 0.0
         return ns
+
+    cdef void _underrun_envelope(self) noexcept nogil:
+        """Steer the speech envelope around an underrun (see Underruns above)."""
+        cdef Py_ssize_t queued = self.r_count // self.channels
+        cdef bint enough = queued >= self.frame_samples + self.under_len or not self.speech_open
+        if self.starved:
+            if queued > 0 and enough:
+                self.starved = False
+                self.s_rate = 1.0 / self.under_len   # fade back in from silence
+            else:
+                self.s_phi, self.s_rate = 0.0, 0.0    # wait, silent, for enough speech
+        elif not enough and queued > 0 and self.s_phi > 0.0:
+            self.draining = True
+            self.s_rate = -self.s_phi / queued       # silence exactly on the last queued sample
+        elif self.draining and enough:
+            self.draining = False
+            self.s_rate = 1.0 / self.under_len       # more came in time: back up from the level reached
 
     cdef bint _duck_envelope(self, bint speech) noexcept nogil:
         """Advance kappa toward 1 (speech) or 0; fill _duck per sample if it moves."""

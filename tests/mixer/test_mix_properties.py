@@ -39,6 +39,7 @@ def test_matches_float64_reference_within_one_lsb(data, rate, channels, g_speech
     m.play_layer("background", clip_of(bg, rate, channels), gain=g_bg, fade_in_ms=0)
     m.play_layer("thinking", clip_of(th, rate, channels), gain=g_th, looping=th_loops, fade_in_ms=0)
     m.push_speech(speech, "u1")
+    m.end_speech("u1")  # the whole utterance: running out of it is its end, not an underrun
     n = 5 * frame
     out = run(m, 5)
     th_ref = looped(th, n) if th_loops else once(th, n)

@@ -158,15 +158,61 @@ def test_speech_queue_is_bounded_and_nothing_is_queued_on_overflow():
     assert m.speech_queued_samples == 2400
 
 
+def ends_softly(pcm: np.ndarray) -> np.ndarray:
+    """Speech as TTS gives it: ending in silence (20 ms fade), so only an underrun could click."""
+    gain = np.ones(pcm.size)
+    gain[-480:] = np.linspace(1.0, 0.0, 480)
+    return np.rint(pcm * gain).astype(np.int16)
+
+
+def test_speech_that_runs_dry_mid_word_fades_out_and_back_in():
+    """TTS late mid-utterance: the output must not stop and restart dead."""
+    m = Mixer(RATE)
+    speech = ends_softly(voice(1.0))
+    cut = int(0.31 * RATE) + 7  # mid-word, mid-frame
+    assert abs(int(speech[cut - 1])) > 4 * max_step(speech)  # stopping dead here would click
+    m.push_speech(speech[:cut], "a")
+    before = [m.mix_frame() for _ in range(20)]  # 0.4 s: runs dry after 0.31 s
+    m.push_speech(speech[cut:], "a")
+    m.end_speech("a")
+    after = [m.mix_frame() for _ in range(40)]
+    out = np.concatenate([np.frombuffer(f.pcm, np.int16) for f in before + after])
+    assert max_step(out) <= max_step(speech)
+    assert any(f.speech_samples == 0 for f in before[-3:])  # a silent gap while it waits
+    assert m.played_samples("a") == speech.size  # nothing lost, nothing repeated
+    ends = [e for f in after for e in f.ended]
+    assert ends == [SpeechEnd("a", speech.size, False)]
+
+
+def test_speech_arriving_during_the_underrun_fade_comes_back_up_without_a_gap():
+    m = Mixer(RATE)
+    speech = ends_softly(voice(1.0))
+    cut = 15 * FRAME + 600  # after 15 frames, 600 samples left: a frame, but not a frame and the fade
+    m.push_speech(speech[:cut], "a")
+    frames = []
+    while m.speech_queued_samples >= FRAME + RATE // 100:  # the last frame before the fade out begins
+        frames.append(m.mix_frame())
+    frames.append(m.mix_frame())  # fading out toward the last queued sample
+    m.push_speech(speech[cut:], "a")  # in time after all
+    m.end_speech("a")
+    frames += [m.mix_frame() for _ in range(40)]
+    out = np.concatenate([np.frombuffer(f.pcm, np.int16) for f in frames])
+    assert max_step(out) <= max_step(speech)
+    spoken = [f.speech_samples for f in frames if f.speech_samples]
+    assert sum(spoken) == speech.size and all(n == FRAME for n in spoken[:-1])  # never silent in between
+
+
 def test_ring_buffer_wraps_without_corrupting_speech():
     m = Mixer(RATE, speech_limit_ms=50)  # 1200 samples
     speech = voice(1.0)
     out, pos = [], 0
     while pos < speech.size:
-        n = min(m.speech_space_samples, 700, speech.size - pos)
-        m.push_speech(speech[pos : pos + n], "a")
-        pos += n
+        while m.speech_space_samples and pos < speech.size:  # kept full: no underrun
+            n = min(m.speech_space_samples, 700, speech.size - pos)
+            m.push_speech(speech[pos : pos + n], "a")
+            pos += n
         out.append(run(m, 1))
+    m.end_speech("a")
     out.append(run(m, 3))
     joined = np.concatenate(out)
     assert np.array_equal(joined[: speech.size], speech)
@@ -233,6 +279,7 @@ def test_stereo_speech_and_layers():
     left = np.arange(960, dtype=np.int16)
     speech = np.stack([left, -left], axis=1).reshape(-1)
     m.push_speech(speech, "s")
+    m.end_speech("s")
     bg = load_clip("builtin:ambience", 48000, channels=2)
     m.play_layer("background", bg, gain=0.5, fade_in_ms=0)
     out = run(m, 1).reshape(-1, 2)

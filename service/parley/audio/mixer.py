@@ -16,6 +16,10 @@ is reported once its last sample has gone out). The queue holds at most
 queues nothing when a chunk does not fit, so the engine back-pressures TTS by
 waiting until `speech_space_samples` is large enough.
 
+An underrun (the last utterance is not ended and its audio runs out) fades
+speech out over what is left, keeps it silent until enough audio is queued
+again and fades it back in, over UNDERRUN_FADE_MS each way (see the kernel).
+
 A mixer is not thread-safe: drive it from one thread (or the event loop).
 """
 
@@ -42,6 +46,7 @@ MAX_DUCK_DB = 40.0
 MAX_FADE_MS = 10_000
 DEFAULT_FADE_IN_MS = 100
 DEFAULT_FADE_OUT_MS = 400
+UNDERRUN_FADE_MS = 10
 #: Played-sample counts of ended utterances kept for played_samples().
 ENDED_HISTORY = 256
 _SLOTS = {"background": (0, 1), "thinking": (2, 3)}  # two per layer, to crossfade a replaced sound
@@ -113,6 +118,7 @@ class Mixer:
         self.speech_limit_samples = sample_rate * speech_limit_ms // 1000
         self._k = MixKernel(channels, self.frame_samples, self.speech_limit_samples * channels)
         self._k.set_speech_gain(speech_gain)
+        self._k.set_underrun_fade(self._samples(UNDERRUN_FADE_MS))
         self._queue: deque[_Utterance] = deque()
         self._ended: list[SpeechEnd] = []
         self._history: OrderedDict[Hashable, SpeechEnd] = OrderedDict()
@@ -172,6 +178,7 @@ class Mixer:
                 f"(limit {self.speech_limit_samples}); wait for space or push smaller chunks",
             )
         last.pending += arr.size // self.channels
+        self._k.speech_open = True
         return True
 
     def end_speech(self, tag: Hashable) -> None:
@@ -179,14 +186,16 @@ class Mixer:
         for u in self._queue:
             if u.tag == tag:
                 u.ended = True
+                break
+        else:
+            if tag in self._history:
                 return
-        if tag in self._history:
-            return
-        if self._queue:
-            self._queue[-1].ended = True
-        u = _Utterance(tag)
-        u.ended = True
-        self._queue.append(u)
+            if self._queue:
+                self._queue[-1].ended = True
+            u = _Utterance(tag)
+            u.ended = True
+            self._queue.append(u)
+        self._sync_open()
 
     def played_samples(self, tag: Hashable) -> int:
         """Speech samples of `tag` mixed so far (0 for an unknown tag)."""
@@ -225,6 +234,7 @@ class Mixer:
         self._end_pause()
         head.pending = tail
         head.ended = head.interrupted = True
+        self._sync_open()
         return head.played + tail
 
     def drop_tag(self, tag: Hashable, fade_ms: int = DEFAULT_FADE_OUT_MS) -> int:
@@ -240,6 +250,7 @@ class Mixer:
             self._k.remove(offset, u.pending)
             del self._queue[index]
             self._drop(u)
+            self._sync_open()
             return 0
         return self.played_samples(tag)
 
@@ -360,6 +371,10 @@ class Mixer:
         return MixedFrame(self._k.out.tobytes(), n, tuple(speech), ended)
 
     # ---- internals ------------------------------------------------------------------
+
+    def _sync_open(self) -> None:
+        """Tell the kernel whether more speech may come for what it holds (an underrun, not an end)."""
+        self._k.speech_open = bool(self._queue) and not self._queue[-1].ended
 
     def _pop_done(self) -> None:
         """Retire utterances at the head that ended and have nothing left to play."""
