@@ -1,4 +1,4 @@
-"""The `parley` command: serve, talk, health, web."""
+"""The `parley` command: serve, talk, health, web, phone."""
 
 from __future__ import annotations
 
@@ -79,6 +79,19 @@ def _talk(args: argparse.Namespace) -> int:
         return 130
 
 
+def _phone(args: argparse.Namespace) -> int:
+    from parley.phone.serve import serve, settings_from
+
+    logs.configure(args.log_level)
+    try:
+        settings = settings_from(args)
+    except (OSError, ValueError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    asyncio.run(serve(settings, args.host, args.port, args.path))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Voice-agent session service over gRPC")
     parser.add_argument("--version", action="version", version=f"parley {version('parley')}")
@@ -107,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--timeout", type=float, default=60.0,
                       help="seconds to wait for the reply once the file was sent")
     talk.set_defaults(run=_talk)
+    phone = commands.add_parser(
+        "phone", help="bridge telephony media streams (WebSocket, G.711) onto Parley sessions",
+        description="Serve the WebSocket media-stream protocol of telephony providers; each call gets a Parley "
+                    "session (or joins the one its start.customParameters.session names) over gRPC.",
+    )
+    from parley.phone.serve import add_arguments as add_phone_arguments
+
+    add_phone_arguments(phone)
+    phone.set_defaults(run=_phone)
     health = commands.add_parser(
         "health", help="check a server's health; exit 0 when SERVING",
         description="Ask a server's grpc.health.v1 service; prints the status (errors go to stderr). "

@@ -1,0 +1,70 @@
+"""The phone bridge as Starlette routes, and as a whole app for `parley phone`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from parley.phone.bridge import PhoneCall, PhoneSettings
+from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+
+DEFAULT_PATH = "/phone"
+
+
+class PhoneBridge:
+    """Serves phone media streams: one gRPC channel to Parley, shared by every call."""
+
+    def __init__(self, settings: PhoneSettings) -> None:
+        self.settings = settings
+        self.calls: set[PhoneCall] = set()
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.AgentSessionServiceStub | None = None
+
+    def stub(self) -> pb_grpc.AgentSessionServiceStub:
+        """The stub, on a channel opened on first use (inside the serving event loop)."""
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.settings.address)
+            self._stub = pb_grpc.AgentSessionServiceStub(self._channel)
+        return self._stub
+
+    async def handle(self, websocket: WebSocket) -> None:
+        call = PhoneCall(websocket, self.stub(), self.settings)
+        self.calls.add(call)
+        try:
+            await call.run()
+        finally:
+            self.calls.discard(call)
+
+    async def aclose(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub = None
+
+
+def phone_routes(bridge: PhoneBridge, path: str = DEFAULT_PATH) -> list[BaseRoute]:
+    """The media-stream WebSocket route, to mount on any Starlette app (close `bridge` on shutdown)."""
+    return [WebSocketRoute(path, bridge.handle)]
+
+
+def phone_app(settings: PhoneSettings, path: str = DEFAULT_PATH) -> Starlette:
+    """An app serving only the bridge (and GET /healthz), as `parley phone` runs it."""
+    bridge = PhoneBridge(settings)
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await bridge.aclose()
+
+    app = Starlette(routes=[*phone_routes(bridge, path), Route("/healthz", healthz)], lifespan=lifespan)
+    app.state.bridge = bridge
+    return app

@@ -1,0 +1,66 @@
+"""`parley phone`: the bridge as its own process, against a real Parley server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+import httpx
+from google.protobuf import json_format
+
+from parley.v1 import agent_session_service_pb2 as pb
+from tests.engine.conftest import STAND_IN_PROVIDERS
+from tests.phone.provider import Provider
+
+
+async def serving_address(proc: asyncio.subprocess.Process) -> str:
+    """The address from the `serving` line of the JSON log on stderr."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = await asyncio.wait_for(proc.stderr.readline(), deadline - time.monotonic())
+        assert line, "parley phone exited before serving"
+        if line.startswith(b"{") and (entry := json.loads(line))["event"] == "serving":
+            return entry["address"]
+    raise AssertionError("no serving line")
+
+
+async def test_parley_phone_serves_calls_and_stops_on_sigterm(server, stub) -> None:  # type: ignore[no-untyped-def]
+    providers = json_format.MessageToJson(STAND_IN_PROVIDERS)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "phone", "--port", "0", "--lead-ms", "0",
+        "--session-config", f'{{"providers": {providers}, "instructions": "Answer the phone."}}',
+        env={**os.environ, "PARLEY_ADDRESS": f"127.0.0.1:{server.port}"}, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        address = await serving_address(proc)
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"http://{address}/healthz")).text == "ok"
+        provider = Provider(f"ws://{address}/phone")
+        await provider.open()
+        await provider.wait_for(lambda: len(provider.of("media")) >= 3)
+        session = (await stub.List(pb.ListRequest())).sessions[0]
+        assert session.config.instructions == "Answer the phone."
+        assert session.config.providers.tts.name == "tone"
+        await provider.hang_up()
+        await provider.wait_for(lambda: provider.closed)
+        await provider.aclose()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_bad_session_config_is_a_clear_error() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "phone", "--session-config", '{"instructionz": 1}',
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2 and b"--session-config" in err and b"instructionz" in err
