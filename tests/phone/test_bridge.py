@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import numpy as np
 import pytest
 
@@ -53,6 +56,19 @@ async def test_a_call_starts_a_session_streams_g711_and_closes_it_on_stop(phone,
     await provider.aclose()
 
 
+async def test_a_dropped_socket_ends_the_call_and_its_session(phone, stub) -> None:  # type: ignore[no-untyped-def]
+    provider = phone.provider()
+    await provider.open()
+    await provider.wait_for(lambda: provider.of("media"))
+    name = await live_session(stub)
+    await provider.aclose()  # no stop message: the connection just goes away
+    deadline = time.monotonic() + 10
+    while (await stub.Get(pb.GetRequest(session=name))).session.status != session_pb2.SESSION_STATUS_CLOSED:
+        assert time.monotonic() < deadline, "the call's session stayed open"
+        await asyncio.sleep(0.05)
+    assert not phone.bridge.calls
+
+
 async def test_marks_follow_each_utterance_and_come_back_once_heard(phone, stub) -> None:  # type: ignore[no-untyped-def]
     provider = phone.provider()
     await provider.open()
@@ -69,7 +85,7 @@ async def test_marks_follow_each_utterance_and_come_back_once_heard(phone, stub)
     last = provider.received.index(provider.of("mark")[-1])
     assert all(r.payload == SILENCE for r in provider.received[last:] if r.kind == "media")  # none of it after
     call = next(iter(phone.bridge.calls))
-    await provider.wait_for(lambda: call.heard == [first.id, second.id])  # echoed once played to the caller
+    await provider.wait_for(lambda: list(call.heard) == [first.id, second.id])  # echoed once played to the caller
     await provider.aclose()
 
 

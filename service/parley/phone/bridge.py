@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import grpc
@@ -37,6 +38,7 @@ from parley.v1 import audio_pb2, session_pb2
 
 log = logging.getLogger("parley.phone")
 
+HEARD_KEPT = 64  # most recent utterances the provider confirmed as played
 PROTO_ENCODINGS = {Encoding.MULAW: audio_pb2.AUDIO_ENCODING_MULAW, Encoding.ALAW: audio_pb2.AUDIO_ENCODING_ALAW}
 #: WebSocket close codes (RFC 6455).
 NORMAL, POLICY, UNSUPPORTED, SERVER_ERROR = 1000, 1008, 1003, 1011
@@ -77,7 +79,7 @@ class PhoneCall:
         self.start: protocol.Start | None = None
         self.session = ""  # the session's name, once known
         self.owned = False  # started by this call (closed when it ends)
-        self.heard: list[str] = []  # marks the provider echoed: utterances the caller has heard
+        self.heard: deque[str] = deque(maxlen=HEARD_KEPT)  # marks echoed back: utterances the caller heard
         self.ignored_messages = 0
         self._pending_marks: list[str] = []  # PLAYED utterances whose last frames may still come
 
@@ -97,6 +99,8 @@ class PhoneCall:
                                                   "stream_sid": self.start.stream_sid})
             await self._relay(call)
             code, reason = NORMAL, "call ended"
+            log.info("phone call ended", extra={"session": self.session, "utterances_heard": len(self.heard),
+                                                "ignored_messages": self.ignored_messages})
         except CallRefused as exc:
             log.warning("phone call refused", extra={"reason": exc.reason, "session": self.session})
             code, reason = exc.code, exc.reason
