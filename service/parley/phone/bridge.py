@@ -38,6 +38,7 @@ from parley.v1 import audio_pb2, session_pb2
 
 log = logging.getLogger("parley.phone")
 
+MAX_ID_CHARS = 128  # streamSid, callSid: provider ids are short; they become labels and a request id
 HEARD_KEPT = 64  # most recent utterances the provider confirmed as played
 PROTO_ENCODINGS = {Encoding.MULAW: audio_pb2.AUDIO_ENCODING_MULAW, Encoding.ALAW: audio_pb2.AUDIO_ENCODING_ALAW}
 #: WebSocket close codes (RFC 6455).
@@ -141,8 +142,8 @@ class PhoneCall:
         if encoding is None or fmt.sample_rate != 8000 or fmt.channels != 1:
             raise CallRefused(UNSUPPORTED, f"unsupported media format {fmt.encoding} {fmt.sample_rate} Hz "
                                            f"x{fmt.channels}; expected audio/x-mulaw or audio/x-alaw, 8000 Hz mono")
-        if not start.stream_sid:
-            raise CallRefused(POLICY, "start without streamSid")
+        if not 0 < len(start.stream_sid) <= MAX_ID_CHARS or len(start.call_sid) > MAX_ID_CHARS:
+            raise CallRefused(POLICY, f"streamSid (required) and callSid must be at most {MAX_ID_CHARS} characters")
         return encoding
 
     async def _session(self, start: protocol.Start, encoding: Encoding) -> str:
