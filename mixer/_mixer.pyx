@@ -32,9 +32,11 @@ Underruns
     less than a frame plus `underrun_fade` frames is queued, speech fades out
     so that silence falls exactly on the last queued sample; the kernel then
     waits, silent, until that much is queued again (or the utterance is
-    complete) and fades back in over `underrun_fade` frames. Audio that comes
-    in time during the fade out brings the level back up from where it got.
-    Speech that runs dry does not stop or restart dead.
+    complete, or UNDERRUN_MAX_WAIT frames passed with some audio queued) and
+    fades back in over `underrun_fade` frames. Audio that comes in time
+    during the fade out brings the level back up from where it got. Speech
+    that runs dry does not stop or restart dead. `new_utterance` ends a
+    silent wait at once: the next utterance starts at full level.
 
 One kernel must not be used from two threads at once; `mix` releases the
 GIL only around its own arithmetic.
@@ -51,6 +53,7 @@ cnp.import_array()
 
 cdef enum:
     SLOTS = 4
+    UNDERRUN_MAX_WAIT = 3   # frames a starved kernel holds a little audio back, waiting for more
 
 # sin(pi/2 * x) Taylor coefficients in x (odd powers up to x**11): |error| < 6e-8.
 cdef double Q1 = 1.5707963267948966
@@ -114,6 +117,7 @@ cdef class MixKernel:
     cdef public bint speech_open              # more speech of the queued utterance may come
     cdef Py_ssize_t under_len                 # underrun fade, in sample frames (0: off)
     cdef bint draining, starved               # fading out ahead of an underrun / silent in one
+    cdef int starved_frames                   # frames waited, silent, with some audio queued
     cdef double kappa, duck_lin, duck_attack_rate, duck_release_rate
     cdef Slot slots[SLOTS]
     cdef list _clips
@@ -236,6 +240,17 @@ cdef class MixKernel:
         if fade < 0:
             raise ValueError("fade must be >= 0")
         self.under_len = fade
+
+    def new_utterance(self) -> None:
+        """The speech pushed next starts an utterance: a silent underrun wait ends, at full level."""
+        if not self.starved:
+            return
+        self.starved = False
+        if self.r_count:  # the last utterance's leftover waits: fade it in, then the new one follows
+            self.s_rate = 1.0 / self.under_len
+        else:
+            self.s_phi = 0.0 if self.held else 1.0
+            self.s_rate = 0.0
 
     @property
     def speech_starved(self) -> bool:
@@ -396,7 +411,7 @@ cdef class MixKernel:
             if phi >= 1.0 or phi <= 0.0:
                 self.s_rate = 0.0
             if self.draining and phi <= 0.0:
-                self.draining, self.starved = False, True
+                self.draining, self.starved, self.starved_frames = False, True, 0
         self.r_count -= ns * ch
         if ns < F:
             memset(acc + ns * ch, 0, (F - ns) * ch * sizeof(float))
@@ -413,10 +428,11 @@ cdef class MixKernel:
         cdef Py_ssize_t queued = self.r_count // self.channels
         cdef bint enough = queued >= self.frame_samples + self.under_len or not self.speech_open
         if self.starved:
-            if queued > 0 and enough:
+            if queued > 0 and (enough or self.starved_frames >= UNDERRUN_MAX_WAIT):
                 self.starved = False
                 self.s_rate = 1.0 / self.under_len   # fade back in from silence
             else:
+                self.starved_frames += queued > 0
                 self.s_phi, self.s_rate = 0.0, 0.0    # wait, silent, for enough speech
         elif not enough and queued > 0 and self.s_phi > 0.0:
             self.draining = True

@@ -202,6 +202,28 @@ def test_speech_arriving_during_the_underrun_fade_comes_back_up_without_a_gap():
     assert sum(spoken) == speech.size and all(n == FRAME for n in spoken[:-1])  # never silent in between
 
 
+def test_after_an_underrun_the_next_utterance_starts_at_once_at_full_level():
+    m = Mixer(RATE)
+    m.push_speech(ends_softly(voice(0.1)), "a")  # never ended: as the engine leaves its utterances
+    run(m, 8)  # "a" ran dry: an underrun as far as the mixer knows
+    short = voice(0.01, seed=3)  # less than a frame plus the fade: it would wait, were it more of "a"
+    m.push_speech(short, "b")
+    m.end_speech("b")
+    first = m.mix_frame()
+    assert first.speech == (("b", short.size),)
+    assert np.array_equal(np.frombuffer(first.pcm, np.int16)[: short.size], short)
+
+
+def test_a_starved_utterance_plays_a_last_small_piece_without_waiting_forever():
+    m = Mixer(RATE)
+    speech = ends_softly(voice(0.1))
+    m.push_speech(speech, "a")
+    run(m, 8)
+    m.push_speech(voice(0.0003, seed=4), "a")  # 7 samples, and never anything more nor an end
+    frames = [m.mix_frame() for _ in range(5)]
+    assert m.played_samples("a") == speech.size + 7 and sum(f.speech_samples for f in frames) == 7
+
+
 def test_ring_buffer_wraps_without_corrupting_speech():
     m = Mixer(RATE, speech_limit_ms=50)  # 1200 samples
     speech = voice(1.0)

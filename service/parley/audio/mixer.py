@@ -19,6 +19,9 @@ waiting until `speech_space_samples` is large enough.
 An underrun (the last utterance is not ended and its audio runs out) fades
 speech out over what is left, keeps it silent until enough audio is queued
 again and fades it back in, over UNDERRUN_FADE_MS each way (see the kernel).
+A new utterance starts at full level. Ending an utterance with `end_speech`
+once its last audio is pushed tells its end from an underrun (an utterance
+left open has its last ~30 ms faded out, as if its audio ran dry).
 
 A mixer is not thread-safe: drive it from one thread (or the event loop).
 """
@@ -170,6 +173,7 @@ class Mixer:
                 last.ended = True
             last = _Utterance(tag)
             self._queue.append(last)
+            self._k.new_utterance()
         if not self._k.push(arr):
             frames = arr.size // self.channels
             raise ResourceExhausted(
