@@ -94,7 +94,8 @@ async def serve(settings: PhoneSettings, host: str, port: int, path: str) -> Non
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))  # bound here, so the log can name the port even when 0 picked it
+    sock.bind((host, port))  # bound and listening here, so the log can name the port even when 0 picked it,
+    sock.listen(2048)  # and a client that read it can connect at once (it is accepted once uvicorn runs)
     bound = sock.getsockname()
     log.info("serving", extra={"address": f"{bound[0]}:{bound[1]}", "path": path, "parley": settings.address})
     await server.serve(sockets=[sock])
