@@ -139,7 +139,9 @@ async def test_talk_closes_its_session_when_its_stream_fails(address: str, tmp_p
         await intruder.write(pb.StreamAudioRequest(config=pb.StreamConfig(session=name, take_over=True)))
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 2, err
-        assert b"ABORTED" in err
+        # ABORTED is the server's status; grpcio's asyncio client reports INTERNAL "Internal error from Core"
+        # instead when its next audio write races that status (grpc/grpc#36066), which a real-time writer can hit.
+        assert b"ABORTED" in err or b"Internal error from Core" in err, err
         session = await closed_session(stub, name)
         assert session.close_reason == "talk failed"
         intruder.cancel()

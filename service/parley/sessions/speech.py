@@ -96,6 +96,7 @@ class _Playing:
     pushed: int = 0  # samples handed to the mixer
     played: int = 0
     complete: bool = False  # everything synthesized
+    ended: bool = False  # the mixer was told no more audio comes
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set when the buffer drained below the look-ahead
     task: asyncio.Task[None] | None = None
 
@@ -268,6 +269,7 @@ class Speaker:
             if playing.pieces:
                 self._buffer(tail, playing, playing.pieces[-1])
             playing.complete = True
+            self._feed(playing)
             self._cb.synthesis_finished(utterance)
             if not playing.synthesized:
                 reason, what = ("REPLY_EMPTY", "the language model gave no answer to speak") if job.is_reply \
@@ -360,5 +362,8 @@ class Speaker:
             playing.buffered -= take
             playing.pushed += take
             space -= take
+        if playing.complete and not playing.buffered and playing.pushed and not playing.ended:
+            playing.ended = True
+            self._mixer.end_speech(playing.job.utterance.id)  # its end is the end, not audio running dry
         if playing.buffered <= self._lookahead:
             playing.room.set()
