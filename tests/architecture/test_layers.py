@@ -24,6 +24,7 @@ ENGINE_FRONT = {  # what api may use of the engine
     "parley.sessions.events", "parley.sessions.stream", "parley.sessions.states", "parley.sessions.utterance",
     "parley.sessions.metrics", "parley.sessions.layers", "parley.sessions.limits", "parley.sessions.defaults",
     "parley.sessions.ratelimit",  # the token bucket, reused for the per-caller limit
+    "parley.sessions.recording",
 }
 
 

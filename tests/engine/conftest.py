@@ -30,6 +30,7 @@ class Frame:
     sequence: int
     utterance_id: str
     received: float
+    timestamp_ms: int = 0
 
 
 @dataclass
@@ -58,7 +59,7 @@ class StreamClient:
             if response.WhichOneof("message") == "audio":
                 a = response.audio
                 pcm = np.frombuffer(a.pcm, dtype="<i2")
-                self.frames.append(Frame(pcm, a.sequence, a.utterance_id, time.monotonic()))
+                self.frames.append(Frame(pcm, a.sequence, a.utterance_id, time.monotonic(), a.timestamp_ms))
                 self.items.append("frame")
             else:
                 self.events.append(response.event)
@@ -132,11 +133,11 @@ class StreamClient:
 
 async def open_stream(stub, session: str, *, input_rate: int = 16000, take_over: bool = False,
                       output: audio_pb2.AudioFormat | None = None, attached: bool = True,
-                      input_format: audio_pb2.AudioFormat | None = None) -> StreamClient:
+                      input_format: audio_pb2.AudioFormat | None = None, metadata: tuple = ()) -> StreamClient:
     """Open StreamAudio; with `attached`, return once the first frame arrived (the stream is bound).
 
     `input_format` replaces the default (LINEAR16 at `input_rate`)."""
-    call = stub.StreamAudio()
+    call = stub.StreamAudio(metadata=metadata)
     config = pb.StreamConfig(session=session, take_over=take_over,
                              input_format=input_format or audio_pb2.AudioFormat(sample_rate_hz=input_rate))
     if output is not None:

@@ -15,6 +15,7 @@ from parley.sessions import config as cfg
 from parley.sessions import events as ev
 from parley.sessions.layers import LayerStatus
 from parley.sessions.metrics import SessionMetricsSnapshot, TurnMetricsSnapshot
+from parley.sessions.recording import RecordingInfo
 from parley.sessions.session_types import SessionSnapshot
 from parley.sessions.states import AgentState, UserState
 from parley.sessions.stream import StreamSpec
@@ -190,6 +191,7 @@ def config_from_proto(message: session_pb2.SessionConfig, field: str = "config")
         greeting=action_from_proto(message.greeting, message.HasField("greeting")),
         reattach_window_seconds=message.reattach_window_seconds,
         auto_reply=_opt(message, "auto_reply", True),
+        recording=cfg.RecordingConfig(enabled=message.recording.enabled),
     )
 
 
@@ -306,6 +308,7 @@ def config_to_proto(config: cfg.SessionConfig, idle_ttl_seconds: float) -> sessi
         greeting=_action_to_proto(config.greeting),
         reattach_window_seconds=config.reattach_window_seconds,
         auto_reply=config.auto_reply,
+        recording=session_pb2.RecordingConfig(enabled=config.recording.enabled),
     )
 
 
@@ -474,3 +477,9 @@ def event_to_proto(event: ev.SessionEvent) -> events_pb2.SessionEvent:
             assert_never(p)  # every event type has its message: the type checker and a test hold this
     return out
 
+
+
+def recording_info_to_proto(info: RecordingInfo) -> agent_session_service_pb2.RecordingInfo:
+    return agent_session_service_pb2.RecordingInfo(
+        media_type=info.media_type, sample_rate_hz=info.sample_rate_hz, channels=info.channels,
+        duration_seconds=info.duration_seconds, complete=info.complete, truncated=info.truncated)

@@ -23,6 +23,8 @@ from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, session_pb2
 
+RECORDING_CHUNK = 64 * 1024
+
 
 def owner_of(context: grpc.aio.ServicerContext) -> str:
     """The principal that makes the call ("" when authentication is off); set by AuthInterceptor."""
@@ -194,6 +196,21 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         session = self._active(request.session, context)
         async for event in session.bus.subscribe():
             yield pb.WatchEventsResponse(event=conv.event_to_proto(event))
+
+    @maps_errors
+    async def GetRecording(
+        self, request: pb.GetRecordingRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GetRecordingResponse]:
+        recording = self.registry.recording(request.session, owner=owner_of(context))
+        if request.format == pb.RECORDING_FORMAT_OGG_OPUS:
+            encoded = await recording.ogg_opus()
+            yield pb.GetRecordingResponse(info=conv.recording_info_to_proto(recording.info("audio/ogg")))
+            for start in range(0, len(encoded), RECORDING_CHUNK):
+                yield pb.GetRecordingResponse(data=encoded[start:start + RECORDING_CHUNK])
+            return
+        yield pb.GetRecordingResponse(info=conv.recording_info_to_proto(recording.info()))
+        async for chunk in recording.wav_chunks():
+            yield pb.GetRecordingResponse(data=chunk)
 
     @maps_errors
     async def StreamAudio(

@@ -37,6 +37,16 @@ class PortLimits:
     stream_frame_buffer: int
 
 
+class AudioTap(Protocol):
+    """Sees the call's audio as it goes (the session's recording)."""
+
+    def caller(self, mono: np.ndarray) -> None:
+        """A chunk of the caller's audio at the listener's rate, as it arrives."""
+
+    def agent(self, frame: np.ndarray) -> None:
+        """A mixed frame at the session's rate, as it is sent to the caller."""
+
+
 class PortEvents(Protocol):
     """What the port tells the rest of the session."""
 
@@ -65,8 +75,9 @@ class AudioPort:
         self, mixer: Mixer, frame_clock: FrameClock, clock: Clock, limits: PortLimits, events: PortEvents,
         make_listener: Callable[[], Listener], *, reattach_window: float,
         on_user_audio: Callable[[np.ndarray], np.ndarray | None] | None = None,
-        on_agent_audio: Callable[[np.ndarray], np.ndarray | None] | None = None,
+        on_agent_audio: Callable[[np.ndarray], np.ndarray | None] | None = None, tap: AudioTap | None = None,
     ) -> None:
+        self._tap = tap
         self._mixer = mixer
         self._frame_clock = frame_clock
         self._clock = clock
@@ -133,6 +144,8 @@ class AudioPort:
         if channels == 2:
             samples = samples.reshape(-1, 2).mean(axis=1).astype(np.int16)
         mono = stream.to_listener(samples)
+        if self._tap is not None:
+            self._tap.caller(mono)
         if self._on_user_audio is not None:
             replaced = self._on_user_audio(mono)
             mono = mono if replaced is None else replaced
@@ -177,13 +190,16 @@ class AudioPort:
 
     def _send(self, pcm: bytes, tag: object, stream: AttachedStream | None) -> None:
         out, utterance_id = pcm, str(tag) if tag is not None else ""
-        if self._on_agent_audio is not None or stream is None or not stream.adapter.as_is:
+        tapped = self._tap is not None and stream is not None
+        if self._on_agent_audio is not None or stream is None or not stream.adapter.as_is or tapped:
             frame = np.frombuffer(pcm, dtype=np.int16)
             if self._on_agent_audio is not None:
                 replaced = self._on_agent_audio(frame)
                 frame = frame if replaced is None else replaced
             if stream is None:
                 return
+            if self._tap is not None:
+                self._tap.agent(frame)
             adapted = stream.adapter.push(frame, utterance_id)
             if adapted is None:
                 return

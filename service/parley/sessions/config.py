@@ -178,6 +178,11 @@ class AudioFormat:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class SessionConfig:
     instructions: str = ""
     providers: ProvidersConfig = ProvidersConfig()
@@ -196,6 +201,7 @@ class SessionConfig:
     greeting: AgentAction | None = None
     reattach_window_seconds: float = allowed(0.0, seconds(3600))
     auto_reply: bool = True
+    recording: RecordingConfig = RecordingConfig()
 
 
 def check(config: Any, path: str) -> None:

@@ -33,6 +33,10 @@ class SessionLimits(Limits):
     max_layer_file_bytes: int = setting(20 * 1024 * 1024, "largest layer file", unit="bytes", ge=1,
                                         le=2**31 - 1)
     allow_mcp_stdio: bool = setting(False, "let sessions name a stdio MCP server (a command run on this host)")
+    recording_dir: str = setting("", "directory call recordings are written to; empty: parley-recordings in the "
+                                     "system's temporary directory")
+    max_recording_seconds: float = setting(3600.0, "longest call recording (then it stops, marked truncated)",
+                                           unit="seconds", gt=0, le=86_400)
 
 
 class RegistryLimits(Limits):
@@ -48,4 +52,6 @@ class RegistryLimits(Limits):
     allow_stand_in_providers: bool = setting(
         False, "let sessions pick the stand-in providers (`tone`, `scripted`, `energy`, `echo`: fakes with "
                "fault injection, for tests and benchmarks)")
+    recording_ttl: float = setting(3600.0, "seconds a closed session's recording is kept (it also goes when the "
+                                   "closed session is forgotten)", unit="seconds", ge=0, le=30 * 86_400)
     session: SessionLimits = SessionLimits()

@@ -34,6 +34,7 @@ from parley.sessions.frame_clock import FrameClock
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.observer import NoObservers, ObserverFactory
+from parley.sessions.recording import SessionRecording
 from parley.sessions.session import Session
 from parley.sessions.session_types import SessionHooks, SessionSnapshot
 from parley.sessions.utterance import UtteranceSnapshot
@@ -54,12 +55,20 @@ class ClosedSession:
 
     closed = True
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, recording_expires: float) -> None:
         self.name = session.name
         self.owner = session.owner
         self.idle_ttl_seconds = session.idle_ttl_seconds
         self._snapshot = session.snapshot()
         self._utterances = {u.id: u for u in self._snapshot.utterances}
+        self.recording = session.recording
+        self.recording_expires = recording_expires
+        self.was_recorded = session.recording is not None
+
+    def forget_recording(self) -> None:
+        if self.recording is not None:
+            self.recording.delete()
+            self.recording = None
 
     def snapshot(self, *, full: bool = True) -> SessionSnapshot:
         return self._snapshot if full else dataclasses.replace(self._snapshot, utterances=(), chat_history=())
@@ -122,6 +131,8 @@ class SessionRegistry:
         await asyncio.gather(*(s.close(reason) for s in list(self._active.values())))
         for session in list(self._active.values()):
             self._retire(session)
+        for closed in self._closed.values():  # a recording lives no longer than the snapshot that names it
+            closed.forget_recording()
         await self.frame_clock.aclose()
 
     # -- sessions ----------------------------------------------------------
@@ -228,6 +239,15 @@ class SessionRegistry:
         await session.close(reason or "closed by client", farewell, farewell_timeout)
         return self._retire(session) if isinstance(session, Session) else session
 
+    def recording(self, name: str, *, owner: str = "") -> SessionRecording:
+        """The session's recording: FailedPrecondition if it is not recorded, NotFound once it was deleted."""
+        session = self.get(name, owner=owner)
+        if session.recording is not None:
+            return session.recording
+        if isinstance(session, ClosedSession) and session.was_recorded:
+            raise NotFound(f"the recording of {name} was deleted (recording_ttl)", reason="RECORDING_DELETED")
+        raise FailedPrecondition(f"{name} is not recorded (config.recording.enabled)", reason="NOT_RECORDED")
+
     @property
     def active_count(self) -> int:
         return len(self._active)
@@ -240,9 +260,10 @@ class SessionRegistry:
     def _retire(self, session: Session) -> ClosedSession:
         if self._active.pop(session.name, None) is None:
             return self._closed[session.name]
-        closed = self._closed[session.name] = ClosedSession(session)
+        closed = self._closed[session.name] = ClosedSession(session, self.clock.now() + self.limits.recording_ttl)
         while len(self._closed) > self.limits.closed_session_retention:
-            old, _ = self._closed.popitem(last=False)
+            old, gone = self._closed.popitem(last=False)
+            gone.forget_recording()
             self._order.pop(old, None)
         return closed
 
@@ -256,7 +277,10 @@ class SessionRegistry:
             await self.reap(self.clock.now())
 
     async def reap(self, now: float) -> None:
-        """Close sessions idle past their TTL, and retire those that closed themselves."""
+        """Close sessions idle past their TTL, retire those that closed themselves, delete old recordings."""
+        for closed in self._closed.values():
+            if closed.recording is not None and now >= closed.recording_expires:
+                closed.forget_recording()
         for session in list(self._active.values()):
             if session.finished:
                 self._retire(session)

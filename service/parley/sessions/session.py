@@ -37,6 +37,7 @@ from parley.sessions.listener import Listener, UserTurn
 from parley.sessions.metrics import SessionMetrics
 from parley.sessions.observer import NO_OBSERVER, ObserverFactory, SessionObserver
 from parley.sessions.ratelimit import TokenBucket
+from parley.sessions.recording import SessionRecording
 from parley.sessions.replies import ReplyStats, generate_reply
 from parley.sessions.session_providers import SessionProviders
 from parley.sessions.session_types import BusyPolicy, SessionHooks, SessionSnapshot
@@ -97,6 +98,11 @@ class Session:
         self.providers = SessionProviders.build(config, workers, stall_seconds=limits.provider_stall_seconds)
         self.observer: SessionObserver = (
             observers.open_session(self.providers.describe(name, config)) if observers else NO_OBSERVER)
+        self.recording = (
+            SessionRecording(limits.recording_dir, name.rsplit("/", 1)[-1], clock,
+                             caller_rate=self.providers.stt.sample_rate, agent_rate=self.mixer.sample_rate,
+                             max_seconds=limits.max_recording_seconds)
+            if config.recording.enabled else None)
         self._run_tool = ToolRunner(self.tools, self.tool_calls, self.mcp, self.bus, config.tool_timeout_seconds)
         self.turns = Turns(clock, self.metrics, self.bus)
         self._wire(frame_clock, hooks)
@@ -129,7 +135,7 @@ class Session:
             self.mixer, frame_clock, self.clock,
             PortLimits(self.limits.max_chunk_bytes, self.limits.stream_frame_buffer), port_effects,
             self._make_listener, reattach_window=self.config.reattach_window_seconds,
-            on_user_audio=hooks.on_user_audio, on_agent_audio=hooks.on_agent_audio)
+            on_user_audio=hooks.on_user_audio, on_agent_audio=hooks.on_agent_audio, tap=self.recording)
 
     def _make_listener(self) -> Listener:
         callbacks = listener_callbacks(self.states, self.barge_in, self.bus, self.observer,
@@ -185,6 +191,8 @@ class Session:
         await self.providers.llm.aclose()
         self.bus.publish(ev.SessionClosed(reason))
         self.port.close()
+        if self.recording is not None:
+            self.recording.close()
         self.bus.close()
         self.observer.close(reason, self.close_time - self.create_time)
         self.log.info("session closed", extra={"reason": reason})
