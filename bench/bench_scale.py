@@ -137,7 +137,8 @@ class Setup:
 
 def parley_serve(*flags: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--warm-up", "false", "--log-level",
-                             "WARNING", "--max-sessions", "5000", "--max-sessions-per-principal", "5000", *flags],
+                             "WARNING", "--max-sessions", "5000", "--max-sessions-per-principal", "5000",
+                             "--allow-stand-in-providers", "--max-caller-requests-per-second", "0", *flags],
                             stderr=subprocess.DEVNULL)
 
 

@@ -7,7 +7,8 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -228,7 +229,7 @@ async def serve(settings: ServerSettings) -> None:
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
-    def run(step: Callable[[], Awaitable[None]]) -> None:
+    def run(step: Callable[[], Coroutine[Any, Any, None]]) -> None:
         task = asyncio.create_task(step())
         tasks.add(task)
         task.add_done_callback(tasks.discard)

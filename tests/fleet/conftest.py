@@ -15,7 +15,7 @@ async def make_fleet(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Fl
     """Start fleets (`Fleet(...)` arguments; `proxied` = how many workers HAProxy names); all stop at the end."""
     fleets: list[Fleet] = []
 
-    async def make(proxied: int | None = None, **kwargs) -> Fleet:  # type: ignore[no-untyped-def]
+    async def make(proxied: int | None = None, **kwargs) -> Fleet:
         fleet = Fleet(tmp_path / f"fleet-{len(fleets)}", **kwargs)
         fleet.directory.mkdir()
         fleets.append(fleet)

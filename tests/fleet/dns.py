@@ -34,7 +34,7 @@ class DnsServer(asyncio.DatagramProtocol):
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
         self.port = transport.get_extra_info("sockname")[1]
 
     def close(self) -> None:

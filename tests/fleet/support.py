@@ -136,7 +136,7 @@ class Fleet:
             self.supervisor = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "parley.cli", "serve", "--workers", str(self.workers),
                 "--port", str(self.port), "--start-port", str(self.start_port), "--warm-up", "false",
-                "--log-level", "INFO", *self.flags, stderr=log, env={**os.environ, **self.env},
+                "--log-level", "INFO", "--allow-stand-in-providers", *self.flags, stderr=log, env={**os.environ, **self.env},
             )
         for replica in self.replicas():
             await self.wait_serving(replica.id)

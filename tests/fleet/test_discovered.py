@@ -55,6 +55,7 @@ class Cluster:
             self.replicas[replica] = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "parley.cli", "serve", "--host", ip_of(index), "--port", str(self.port),
                 "--start-port", str(self.start_port), "--replica-id", replica, "--warm-up", "false",
+                "--allow-stand-in-providers",
                 stderr=log, env=dict(os.environ),
             )
         while not await serving(f"{ip_of(index)}:{self.port}"):

@@ -27,7 +27,7 @@ async def say_and_wait(stub: pb_grpc.AgentSessionServiceStub, name: str, text: s
                                      metadata=header)).utterance.state
 
 
-async def test_a_draining_worker_gets_no_new_sessions_and_finishes_its_live_call(make_fleet) -> None:  # type: ignore[no-untyped-def]
+async def test_a_draining_worker_gets_no_new_sessions_and_finishes_its_live_call(make_fleet) -> None:
     fleet = await make_fleet()
     draining = fleet.replica_ids[0]
     async with grpc.aio.insecure_channel(fleet.address) as channel:
@@ -64,7 +64,7 @@ async def test_a_draining_worker_gets_no_new_sessions_and_finishes_its_live_call
         await asyncio.gather(caller, return_exceptions=True)
 
 
-async def test_sigterm_to_the_supervisor_drains_every_worker_then_exits_zero(make_fleet) -> None:  # type: ignore[no-untyped-def]
+async def test_sigterm_to_the_supervisor_drains_every_worker_then_exits_zero(make_fleet) -> None:
     fleet = await make_fleet()
     assert fleet.supervisor is not None
     async with grpc.aio.insecure_channel(fleet.address) as channel:

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -63,13 +64,13 @@ class Row:
     message: str = ""
 
 
-def start(**config) -> Callable[[Ctx], Awaitable[Outcome]]:  # type: ignore[no-untyped-def]
+def start(**config: Any) -> Callable[[Ctx], Awaitable[Outcome]]:
     config.setdefault("providers", STAND_IN_PROVIDERS)
     return lambda c: outcome_of(c.stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(**config)),
                                              metadata=bearer(ALICE)))
 
 
-def unary(method: str, request_type, **fields) -> Callable[[Ctx], Awaitable[Outcome]]:  # type: ignore[no-untyped-def]
+def unary(method: str, request_type: Any, **fields: Any) -> Callable[[Ctx], Awaitable[Outcome]]:
     return lambda c: outcome_of(getattr(c.stub, method)(request_type(session=c.session, **fields), metadata=c.md))
 
 

@@ -25,7 +25,7 @@ def gaps_after(stream: StreamClient, since: float) -> list[float]:
     return [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
 
 
-async def test_sigkill_loses_only_that_workers_sessions_and_other_streams_keep_time(make_fleet) -> None:  # type: ignore[no-untyped-def]
+async def test_sigkill_loses_only_that_workers_sessions_and_other_streams_keep_time(make_fleet) -> None:
     fleet = await make_fleet()
     victim = fleet.replica_ids[1]
     async with grpc.aio.insecure_channel(fleet.address) as channel:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from parley.fleet.nginx import Discovered, Listed, NginxSettings, Replica, render
@@ -16,10 +14,10 @@ from tests.fleet.support import STAND_IN_START
 
 @pytest.fixture
 def server_settings(server_settings: ServerSettings) -> ServerSettings:
-    return dataclasses.replace(server_settings, replica_id="parley-7")
+    return server_settings.replace(replica_id="parley-7")
 
 
-async def test_a_replica_puts_its_id_in_every_session_name(stub) -> None:  # type: ignore[no-untyped-def]
+async def test_a_replica_puts_its_id_in_every_session_name(stub) -> None:
     name = (await stub.Start(STAND_IN_START)).session.name
     assert name.startswith(replica_prefix("parley-7")) and owner_replica(name) == "parley-7"
     assert (await stub.Get(pb.GetRequest(session=name))).session.name == name

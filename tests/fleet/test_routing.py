@@ -39,14 +39,14 @@ async def stub(fleet: Fleet) -> AsyncIterator[pb_grpc.AgentSessionServiceStub]:
         yield pb_grpc.AgentSessionServiceStub(channel)
 
 
-async def test_starts_spread_over_the_workers_and_names_carry_the_owner(fleet: Fleet, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_starts_spread_over_the_workers_and_names_carry_the_owner(fleet: Fleet, stub) -> None:
     names = await start_sessions(stub, 3 * fleet.workers)
     assert {owner_replica(n) for n in names} == set(fleet.replica_ids)
     for name in names:
         await stub.Close(pb.CloseRequest(session=name), metadata=session_metadata(name))
 
 
-async def test_every_call_of_a_session_reaches_its_owner(fleet: Fleet, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_every_call_of_a_session_reaches_its_owner(fleet: Fleet, stub) -> None:
     names = await start_sessions(stub, 2 * fleet.workers)
     for name in names:
         header = session_metadata(name)
@@ -88,7 +88,7 @@ async def test_without_the_header_a_call_can_reach_a_worker_that_does_not_own_th
         await pb_grpc.AgentSessionServiceStub(owner_channel).Close(pb.CloseRequest(session=name))
 
 
-async def test_list_answers_for_one_worker_and_the_header_prefix_picks_which(fleet: Fleet, stub) -> None:  # type: ignore[no-untyped-def]
+async def test_list_answers_for_one_worker_and_the_header_prefix_picks_which(fleet: Fleet, stub) -> None:
     names = await start_sessions(stub, 2 * fleet.workers)
     for replica in fleet.replica_ids:
         listed = (await stub.List(pb.ListRequest(), metadata=session_metadata(replica_prefix(replica)))).sessions

@@ -16,7 +16,7 @@ from tests.fleet.support import start_sessions
 from tests.reliability.support import contiguous
 
 
-async def test_adding_a_replica_moves_no_live_session(make_fleet) -> None:  # type: ignore[no-untyped-def]
+async def test_adding_a_replica_moves_no_live_session(make_fleet) -> None:
     fleet = await make_fleet(proxied=2)  # three workers run; the proxy knows two
     newcomer = fleet.replica_ids[2]
     async with grpc.aio.insecure_channel(fleet.address) as channel:

@@ -130,8 +130,13 @@ class Supervisor:
 async def _exited(process: BaseProcess) -> None:
     """Wait for `process` to end without blocking the loop (its sentinel becomes readable)."""
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(process.sentinel, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(process.sentinel, exited)
     try:
         await done
     finally:
