@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,12 @@ import yaml
 
 from parley.fleet.nginx import Discovered, NginxSettings, render
 from parley.fleet.routing import SESSION_HEADER
-from parley.settings import ServerSettings, env_name
+from parley.settings import LEAVES
 from tests.fleet.support import nginx_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SETTINGS_ENV = {env_name(f.name) for f in fields(ServerSettings)}
+SETTINGS_ENV = {leaf.env for leaf in LEAVES}
 CONFIG_IN_IMAGE = "/etc/parley/nginx.conf"
 K8S_DNS = "kube-dns.kube-system.svc.cluster.local"
 
@@ -88,12 +87,10 @@ def test_compose() -> None:
     assert len(ports) == 1, "every replica listens on the same ports"
     port, start_port = (int(p) for p in ports.pop())
 
-    expected = NginxSettings(
-        listen="0.0.0.0:50051", user="www-data",
-        fleet=Discovered("parley-[0-9]+", "{replica}", "parley-ready", port, start_port, "127.0.0.11"),
-    )
+    discovered = Discovered("parley-[0-9]+", "{replica}", "parley-ready", port, start_port, "127.0.0.11")
+    expected = NginxSettings(listen="0.0.0.0:50051", user="www-data", fleet=discovered)
     assert (DEPLOY / "compose" / "nginx.conf").read_text() == render(expected)
-    assert all(re.fullmatch(expected.fleet.replica_pattern, name) for name in replicas)  # type: ignore[union-attr]
+    assert all(re.fullmatch(discovered.replica_pattern, name) for name in replicas)
     proxy = services["proxy"]
     assert proxy["volumes"] == [f"./compose/nginx.conf:{CONFIG_IN_IMAGE}:ro"]
     assert proxy["ports"] == [f"{expected.listen.rsplit(':', 1)[1]}:{expected.listen.rsplit(':', 1)[1]}"]
