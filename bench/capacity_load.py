@@ -10,6 +10,10 @@ all work. The backend side keeps the agent talking: a long Say, said again
 whenever it ends; every third session plays background audio. Against the
 bare echo (bench/echo_server.py) only the audio I/O runs.
 
+Every call about a session carries its name in the `x-parley-session`
+header, so the same load runs through a proxy in front of several
+processes (bench/bench_scale.py).
+
 Frame lateness = arrival - (t0 + i x 20 ms) for frame i, the first second
 skipped, where t0 is the earliest that schedule allows (the smallest
 arrival - i x 20 ms seen): a late first frame hides nothing. Say -> first
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
+from parley.fleet.routing import session_metadata
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, session_pb2
@@ -91,6 +96,11 @@ class Caller:
         best = min(self.offsets, default=0.0)
         return [(offset - best) * 1000 for offset in self.offsets]
 
+    @property
+    def route(self) -> tuple[tuple[str, str], ...]:
+        """The header a proxy routes the session's calls by (none for the bare echo)."""
+        return session_metadata(self.name)
+
     def next_chunk(self, tick: int) -> bytes:
         return self.audio[(tick + self.offset) % len(self.audio)]
 
@@ -105,8 +115,9 @@ async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> N
         caller.name = (await caller.stub.Start(pb.StartRequest(config=session_config))).session.name
         config.session = caller.name
         if caller.index % 3 == 0:
-            await caller.stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=caller.name))
-    caller.call = caller.stub.StreamAudio()
+            await caller.stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=caller.name),
+                                                  metadata=caller.route)
+    caller.call = caller.stub.StreamAudio(metadata=caller.route)
     await caller.call.write(pb.StreamAudioRequest(config=config))
 
 
@@ -116,7 +127,7 @@ async def say(caller: Caller, stop: asyncio.Event) -> None:
     idle = caller.agent_state in (session_pb2.AGENT_STATE_IDLE, session_pb2.AGENT_STATE_LISTENING)
     started = time.monotonic()
     try:
-        said = (await caller.stub.Say(pb.SayRequest(session=caller.name, text=SAY))).utterance
+        said = (await caller.stub.Say(pb.SayRequest(session=caller.name, text=SAY), metadata=caller.route)).utterance
     except grpc.aio.AioRpcError as exc:
         if not stop.is_set():
             caller.errors.append(f"Say: {exc.code().name}")
@@ -208,7 +219,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         caller.call.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
     if not args.echo:
-        await asyncio.gather(*(c.stub.Close(pb.CloseRequest(session=c.name)) for c in callers),
+        await asyncio.gather(*(c.stub.Close(pb.CloseRequest(session=c.name), metadata=c.route) for c in callers),
                              return_exceptions=True)
     await asyncio.gather(*(c.channel.close() for c in callers))
     lateness = np.array([x for c in callers for x in c.lateness()] or [0.0])

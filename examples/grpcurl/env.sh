@@ -18,9 +18,17 @@ if [ -n "${PARLEY_TOKEN:-}" ]; then
     AUTH=(-H "authorization: Bearer $PARLEY_TOKEN")
 fi
 
-# call METHOD JSON: one unary call of the session service, reply as JSON on stdout.
+# route SESSION: the header that names the session a call is about. Behind a proxy it
+# reaches the server process that owns the session; a single server ignores it.
+route() {
+    ROUTE=(-H "x-parley-session: $1")
+}
+
+# call METHOD JSON [SESSION]: one unary call of the session service, reply as JSON on stdout.
 call() {
-    "$GRPCURL" -plaintext "${AUTH[@]}" -d "$2" "$ADDRESS" "$SERVICE/$1"
+    local ROUTE=()
+    if [ -n "${3:-}" ]; then route "$3"; fi
+    "$GRPCURL" -plaintext "${AUTH[@]}" "${ROUTE[@]}" -d "$2" "$ADDRESS" "$SERVICE/$1"
 }
 
 # field NAME: the first string value of "NAME" in the JSON on stdin.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
 # Stream a session's events until it closes: watch.sh SESSION (one JSON object per event).
 source "$(dirname "$0")/env.sh"
-"$GRPCURL" -plaintext "${AUTH[@]}" -d "{\"session\": \"$1\"}" "$ADDRESS" "$SERVICE/WatchEvents"
+route "$1"
+"$GRPCURL" -plaintext "${AUTH[@]}" "${ROUTE[@]}" -d "{\"session\": \"$1\"}" "$ADDRESS" "$SERVICE/WatchEvents"

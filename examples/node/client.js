@@ -112,16 +112,19 @@ function writeWav(file, pcm, rate) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// Unary calls as promises.
-// With authentication on, every call carries the bearer token (PARLEY_TOKEN).
-const auth = () => {
+// The metadata of every call. With authentication on, it carries the bearer token (PARLEY_TOKEN).
+// A call about a session names it in x-parley-session: behind a proxy that reaches the server
+// process that owns the session (a single server ignores it).
+const metadataFor = (session) => {
   const metadata = new grpc.Metadata();
   if (process.env.PARLEY_TOKEN) metadata.set('authorization', `Bearer ${process.env.PARLEY_TOKEN}`);
+  if (session) metadata.set('x-parley-session', session);
   return metadata;
 };
 
+// Unary calls as promises.
 const unary = (client, method, request) => new Promise((resolve, reject) => {
-  client[method](request, auth(), (error, response) => (error ? reject(error) : resolve(response)));
+  client[method](request, metadataFor(request.session), (error, response) => (error ? reject(error) : resolve(response)));
 });
 
 const USAGE = `usage: node examples/node/client.js --wav FILE [options]
@@ -172,7 +175,7 @@ async function main() {
   const frames = [];
   const events = [];
   let changed = () => {};
-  const call = client.StreamAudio(auth());
+  const call = client.StreamAudio(metadataFor(session.name));
   const ended = new Promise((resolve, reject) => {
     call.on('data', (response) => {
       if (response.message === 'audio') {

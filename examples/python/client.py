@@ -137,6 +137,9 @@ async def run(args: argparse.Namespace) -> int:
         session = (await stub.Start(pb.StartRequest(config=config), metadata=auth)).session
         out_rate = session.config.output_format.sample_rate_hz  # defaults are filled in
         print(f"started {session.name} (output {out_rate} Hz)", flush=True)
+        # Every call about the session names it in x-parley-session: behind a proxy that reaches
+        # the server process that owns the session (a single server ignores it).
+        auth += (("x-parley-session", session.name),)
 
         call = Call(stub.StreamAudio(metadata=auth))
         await call.call.write(pb.StreamAudioRequest(config=pb.StreamConfig(

@@ -19,12 +19,17 @@ def _address_help(what: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM/SIGINT; a setting the server cannot run with is one line on stderr and exit 2."""
-    from parley.server import serve
-
+    """Serve until SIGTERM/SIGINT (N worker processes with --workers N); a setting the server cannot run
+    with is one line on stderr and exit 2."""
     try:
         settings = server_settings.from_arguments(args)
         logs.configure(settings.log_level)
+        if settings.workers:
+            from parley.fleet.supervisor import serve_workers
+
+            return serve_workers(settings)
+        from parley.server import serve
+
         asyncio.run(serve(settings))
     except server_settings.StartupError as exc:
         print(f"parley serve: {exc}", file=sys.stderr)
@@ -92,6 +97,40 @@ def _phone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nginx_config(args: argparse.Namespace) -> int:
+    from parley.fleet import nginx
+
+    try:
+        fleet: nginx.Listed | nginx.Discovered
+        if args.discover:
+            fleet = nginx.Discovered(args.discover, args.replica_host, args.ready_host, args.port, args.start_port,
+                                     args.resolver)
+        else:
+            replicas = [nginx.Replica(*_replica_spec(spec)) for spec in args.replica]
+            if args.workers:
+                replicas += nginx.consecutive_replicas(args.host, args.port, args.start_port, args.workers,
+                                                       args.replica_id)
+            fleet = nginx.Listed(replicas)
+        settings = nginx.NginxSettings(
+            listen=args.listen, fleet=fleet, worker_processes=args.worker_processes, pid=args.pid,
+            error_log=args.error_log, temp_dir=args.temp_dir, user=args.user,
+        )
+    except ValueError as exc:
+        print(f"nginx-config: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(nginx.render(settings))
+    return 0
+
+
+def _replica_spec(spec: str) -> tuple[str, str, str]:
+    """"ID=HOST:PORT,HOST:START_PORT" -> (id, address, start address)."""
+    replica, _, addresses = spec.partition("=")
+    address, _, start_address = addresses.partition(",")
+    if not (replica and address and start_address):
+        raise ValueError(f"--replica {spec!r}: expected ID=HOST:PORT,HOST:START_PORT")
+    return replica, address, start_address
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Voice-agent session service over gRPC")
     parser.add_argument("--version", action="version", version=f"parley {version('parley')}")
@@ -157,6 +196,34 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                      help="log level (JSON lines on stderr)")
     web.set_defaults(run=_web)
+    proxy = commands.add_parser(
+        "nginx-config", help="print the nginx configuration that puts replicas behind one address",
+        description="Print an nginx configuration for Parley replicas: every call of a session reaches the "
+                    "replica that owns it, Start goes to one that takes new sessions. Name the replicas with "
+                    "--replica, the workers of `parley serve --workers N` with --workers, or a DNS naming "
+                    "scheme (Kubernetes, compose) with --discover.",
+    )
+    proxy.add_argument("--listen", default="0.0.0.0:50051", help="host:port clients connect to")
+    proxy.add_argument("--replica", action="append", default=[], metavar="ID=HOST:PORT,HOST:START_PORT",
+                       help="a replica: its --replica-id, its --port address and its --start-port address")
+    proxy.add_argument("--workers", type=int, default=0, help="the workers of `parley serve --workers N`")
+    proxy.add_argument("--port", type=int, default=50061, help="the replicas' (first worker's) --port")
+    proxy.add_argument("--start-port", type=int, default=50071, help="the replicas' (first worker's) --start-port")
+    proxy.add_argument("--host", default="127.0.0.1", help="the workers' host")
+    proxy.add_argument("--replica-id", default="", help="the workers' --replica-id")
+    proxy.add_argument("--discover", default="", metavar="PATTERN",
+                       help="find replicas in DNS: a regex every replica id matches, e.g. 'parley-[0-9]+'")
+    proxy.add_argument("--replica-host", default="{replica}.parley",
+                       help="with --discover: the host name of replica {replica}")
+    proxy.add_argument("--ready-host", default="parley-ready",
+                       help="with --discover: a name resolving to every replica that takes new sessions")
+    proxy.add_argument("--resolver", default="127.0.0.11", help="with --discover: the DNS server nginx asks")
+    proxy.add_argument("--worker-processes", default="auto")
+    proxy.add_argument("--pid", default="/run/nginx.pid")
+    proxy.add_argument("--error-log", default="stderr")
+    proxy.add_argument("--temp-dir", default="", help="where nginx may spill request bodies")
+    proxy.add_argument("--user", default="", help="the nginx workers' user")
+    proxy.set_defaults(run=_nginx_config)
     return parser
 
 

@@ -27,14 +27,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(level: str = "INFO") -> None:
-    """Route the `parley` loggers to stderr as JSON lines (the CLI calls this; embedders need not)."""
+def configure(level: str = "INFO", **fields: str) -> None:
+    """Route the `parley` loggers to stderr as JSON lines (the CLI calls this; embedders need not).
+
+    `fields` go on every line (a worker process adds its replica id).
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    if fields:
+        handler.addFilter(_AddFields(fields))
     root = logging.getLogger("parley")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+class _AddFields(logging.Filter):
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.fields.items():
+            record.__dict__.setdefault(key, value)
+        return True
 
 
 class SessionLogger(logging.LoggerAdapter):

@@ -1,4 +1,4 @@
-"""The gRPC server: wiring, health, reflection, interceptors and shutdown."""
+"""The gRPC server: wiring, health, reflection, interceptors, drain and shutdown."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import errno
 import logging
 import signal
 import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,7 +18,6 @@ from parley.api.auth import AuthInterceptor, load_tokens
 from parley.api.call_tracing import CallTracingInterceptor
 from parley.api.caller_limit import CallerRateLimit
 from parley.api.decoding import DecodeGuard
-from parley.api.interceptors import DrainInterceptor
 from parley.api.servicer import AgentSessionServicer
 from parley.api.tls import server_credentials
 from parley.providers.registry import warm_up_defaults
@@ -44,14 +45,19 @@ class ParleyServer:
         except ValueError as exc:  # a bad OTEL_* variable
             raise StartupError(str(exc)) from None
         self.registry = SessionRegistry(
-            settings.registry, workers=Workers(settings.provider_threads or None), observers=self.telemetry)
-        self._drain = DrainInterceptor()
+            settings.registry, workers=Workers(settings.provider_threads or None), observers=self.telemetry,
+            replica=settings.replica_id)
         self._tokens = load_tokens(settings)  # read (and checked) before anything binds
         self._credentials = server_credentials(settings)
         self._health = health.aio.HealthServicer()
+        self._servicer = AgentSessionServicer(self.registry)
         self._server: grpc.aio.Server | None = None
+        self._start_server: grpc.aio.Server | None = None  # the Start-only listener a proxy uses (start_port)
+        self._stopping: asyncio.Task[None] | None = None
+        self._not_serving = False
         self._stopped = asyncio.Event()
         self.port = 0
+        self.start_port = 0
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with port 0).
@@ -60,24 +66,38 @@ class ParleyServer:
         then releases what it holds.
         """
         s = self.settings
-        address = f"{s.host}:{s.port}"
-        server = self._grpc_server()
         try:
-            if s.port and not s.allow_reuse_port:
-                ensure_free(s.host, s.port, address)
-            self.port = self._add_port(server, address)
+            self._server, self.port = await self._listen(s.port)
+            if s.start_port:
+                self._start_server, self.start_port = await self._listen(s.start_port)
         except StartupError:
-            await server.stop(None)
+            if self._server is not None:
+                await self._server.stop(None)
+                self._server = None
             await self._release()
             raise
-        await server.start()
-        self._server = server
         self.registry.start_reaper()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"address": f"{s.host}:{self.port}", "tls": self._credentials is not None,
-                                   "auth": bool(self._tokens)})
+                                   "auth": bool(self._tokens), "replica": s.replica_id,
+                                   "start_address": f"{s.host}:{self.start_port}" if s.start_port else ""})
         return self.port
+
+    async def _listen(self, port: int) -> tuple[grpc.aio.Server, int]:
+        """A started gRPC server with every service on `port` of the host, and the port it bound."""
+        s = self.settings
+        address = f"{s.host}:{port}"
+        server = self._grpc_server()
+        try:
+            if port and not s.allow_reuse_port:
+                ensure_free(s.host, port, address)
+            bound = self._add_port(server, address)
+        except StartupError:
+            await server.stop(None)
+            raise
+        await server.start()
+        return server, bound
 
     def _grpc_server(self) -> grpc.aio.Server:
         s = self.settings
@@ -92,7 +112,7 @@ class ParleyServer:
             ("grpc.so_reuseport", int(s.allow_reuse_port)),
         ]
         # in call order: each one's checks run before the next one's
-        interceptors: list[grpc.aio.ServerInterceptor] = [self._drain]
+        interceptors: list[grpc.aio.ServerInterceptor] = []
         if self._tokens:
             interceptors.append(AuthInterceptor(self._tokens))
         if s.max_caller_requests_per_second > 0:
@@ -101,9 +121,7 @@ class ParleyServer:
             interceptors.append(CallTracingInterceptor(SERVICE_NAME))
         interceptors.append(DecodeGuard(SERVICE_NAME))
         server = grpc.aio.server(interceptors=interceptors, options=options)
-        agent_session_service_pb2_grpc.add_AgentSessionServiceServicer_to_server(
-            AgentSessionServicer(self.registry), server
-        )
+        agent_session_service_pb2_grpc.add_AgentSessionServiceServicer_to_server(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
                                             pool=DocumentedPool())
@@ -126,15 +144,41 @@ class ParleyServer:
         self.registry.workers.close()
         await self.telemetry.shutdown()
 
-    async def stop(self) -> None:
-        """Drain and stop.
+    async def drain(self) -> None:
+        """The SIGTERM path: stop taking sessions, let the live ones finish, then stop.
 
-        Health flips to NOT_SERVING and new calls get UNAVAILABLE; every session
-        closes (its streams end with SessionClosed, its waiters wake up); the
-        calls still in flight then get `shutdown_grace` seconds to finish.
+        Health turns NOT_SERVING, the Start-only listener (start_port) closes
+        so a proxy sends Starts to other replicas, and Start answers
+        UNAVAILABLE. Every call of an open session keeps working until the
+        session closes, or until `drain_timeout` seconds after the signal,
+        when stop() closes what is left.
         """
-        if self._server is None or self._stopped.is_set():
+        if self._server is None or self._not_serving:
+            return  # not started, or already draining or stopping
+        await self.begin_drain()
+        try:
+            await asyncio.wait_for(self.registry.wait_empty(), self.settings.drain_timeout)
+            log.info("drained")
+        except TimeoutError:
+            log.warning("drain timeout: closing the sessions still open",
+                        extra={"sessions": self.registry.active_count})
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop now.
+
+        Health turns NOT_SERVING and Start UNAVAILABLE; every session closes
+        (its streams end with SessionClosed, its waiters wake up); the calls
+        still in flight then get `shutdown_grace` seconds to finish.
+        """
+        if self._server is None:
             return
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        assert self._server is not None
         await self.begin_drain()
         await self.registry.shutdown()
         await self._server.stop(self.settings.shutdown_grace)
@@ -143,11 +187,15 @@ class ParleyServer:
         log.info("stopped")
 
     async def begin_drain(self) -> None:
-        """Health NOT_SERVING and UNAVAILABLE for new calls; what runs keeps running."""
-        if not self._drain.draining:
-            log.info("draining")
-            await self._health.enter_graceful_shutdown()
-            self._drain.draining = True
+        """Health NOT_SERVING, the Start-only listener closed and Start UNAVAILABLE; open sessions keep running."""
+        if self._not_serving:
+            return
+        self._not_serving = True
+        log.info("draining", extra={"sessions": self.registry.active_count})
+        self.registry.stop_accepting()
+        await self._health.enter_graceful_shutdown()
+        if self._start_server is not None:
+            await self._start_server.stop(self.settings.shutdown_grace)  # refuses new connections at once
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -171,7 +219,7 @@ def ensure_free(host: str, port: int, address: str) -> None:
 
 
 async def serve(settings: ServerSettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return."""
+    """Run until SIGTERM (drain, then stop) or SIGINT (stop now, also during a drain), then return."""
     server = ParleyServer(settings)
     if settings.warm_up:
         # Before serving: the llama.cpp loader silences the whole process's stderr
@@ -179,12 +227,13 @@ async def serve(settings: ServerSettings) -> None:
         await warm_up_defaults(server.registry.workers)
     await server.start()
     loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[None]] = []
+    tasks: set[asyncio.Task[None]] = set()
 
-    def stop() -> None:
-        if not stopping:
-            stopping.append(asyncio.create_task(server.stop()))
+    def run(step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = asyncio.create_task(step())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGTERM, run, server.drain)
+    loop.add_signal_handler(signal.SIGINT, run, server.stop)
     await server.wait_stopped()

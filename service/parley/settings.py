@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from parley.declare import bounds_of, setting, unit_of
 from parley.sessions.limits import RegistryLimits
+from parley.sessions.names import check_replica_id
 
 ENV_PREFIX = "PARLEY_"
 
@@ -50,8 +51,8 @@ class ServerSettings(BaseSettings):
     keepalive_time: float = setting(30.0, "seconds between HTTP/2 keepalive pings", unit="seconds", gt=0,
                                     le=86_400)
     keepalive_timeout: float = setting(10.0, "seconds to wait for a ping's answer", unit="seconds", gt=0, le=3600)
-    shutdown_grace: float = setting(5.0, "seconds in-flight calls get after SIGTERM", unit="seconds", ge=0,
-                                    le=3600)
+    shutdown_grace: float = setting(5.0, "seconds in-flight calls get once the server stops", unit="seconds",
+                                    ge=0, le=3600)
     provider_threads: int = setting(0, "threads for STT/TTS/LLM work (0: twice the cores, 2..8)", ge=0, le=256)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
         "INFO", "JSON-lines logs on stderr")
@@ -77,6 +78,19 @@ class ServerSettings(BaseSettings):
     warm_up: bool = setting(
         True, "load the default models before serving (about 1 s), not on the first call (`--warm-up false` to "
               "skip)")
+    # scale-out (README, "Scaling"): worker processes, the replica id in session names, drain
+    workers: int = setting(
+        0, "run N server processes on ports `--port`+i (and `--start-port`+i), restarting any that crashes",
+        ge=0, le=1024)
+    replica_id: str = setting(
+        "", "this process's id among replicas behind a proxy; its session names become `sessions/{replica}-{hex}` "
+            "(workers: `{id or w}-{i}`)")
+    start_port: int = setting(
+        0, "a second port, where a proxy sends Start; it closes first when the server drains (0: none)", ge=0,
+        le=65_535)
+    drain_timeout: float = setting(
+        30.0, "after SIGTERM, seconds live sessions may go on (Start refused, health NOT_SERVING) before they are "
+              "closed; SIGINT stops at once", unit="seconds", ge=0, le=86_400)
     registry: RegistryLimits = RegistryLimits()
 
     @classmethod
@@ -97,6 +111,11 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("replica_id")
+    @classmethod
+    def _usable_in_names(cls, value: str) -> str:
+        return check_replica_id(value)
 
     @field_validator("host")
     @classmethod

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile
 
 from parley.audio.pcm import float_to_int16
+from parley.fleet.routing import session_metadata
 from parley.readable import line, short
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -40,9 +41,10 @@ class TalkOptions:
     timeout: float = 60.0  # seconds to wait for the reply after the file was sent
     token: str = ""  # bearer token, when the server has authentication on
 
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+    def metadata(self, session: str = "") -> tuple[tuple[str, str], ...]:
+        """The bearer token, and the session's name for a proxy to route by (parley.fleet.routing)."""
+        auth = (("authorization", f"Bearer {self.token}"),) if self.token else ()
+        return auth + session_metadata(session)
 
 
 @dataclass
@@ -115,10 +117,11 @@ async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_e
     async with grpc.aio.insecure_channel(options.address) as channel:
         stub = pb_grpc.AgentSessionServiceStub(channel)
         if options.session:
-            session = (await stub.Get(pb.GetRequest(session=options.session), metadata=options.metadata)).session
+            session = (await stub.Get(pb.GetRequest(session=options.session),
+                                      metadata=options.metadata(options.session))).session
             return await _converse(stub, session, pcm, rate, options, display_out, display_err)
         config = session_pb2.SessionConfig(instructions=options.instructions)
-        session = (await stub.Start(pb.StartRequest(config=config), metadata=options.metadata)).session
+        session = (await stub.Start(pb.StartRequest(config=config), metadata=options.metadata())).session
         reason = "talk failed"
         try:
             played = await _converse(stub, session, pcm, rate, options, display_out, display_err)
@@ -135,7 +138,7 @@ async def talk(options: TalkOptions, display_out: TextIO = sys.stdout, display_e
 async def _close_quietly(stub: pb_grpc.AgentSessionServiceStub, name: str, reason: str, options: TalkOptions) -> None:
     """Close on the way out of an error: bounded, and never hiding the error that brought us here."""
     try:
-        await stub.Close(pb.CloseRequest(session=name, reason=reason), metadata=options.metadata, timeout=5)
+        await stub.Close(pb.CloseRequest(session=name, reason=reason), metadata=options.metadata(name), timeout=5)
     except grpc.aio.AioRpcError as exc:
         print(f"could not close {name}: {exc.code().name} {exc.details()}", file=sys.stderr)
 
@@ -148,7 +151,7 @@ async def _converse(stub: pb_grpc.AgentSessionServiceStub, session: session_pb2.
     display = Display(progress, display_out, display_err)
     display.event(f"session {session.name} (you: {rate} Hz x{channels}, agent: {out_rate} Hz)")
 
-    call = stub.StreamAudio(metadata=options.metadata)
+    call = stub.StreamAudio(metadata=options.metadata(session.name))
     await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
         session=session.name,
         input_format=audio_pb2.AudioFormat(sample_rate_hz=rate, channels=channels),
@@ -212,7 +215,7 @@ async def _converse(stub: pb_grpc.AgentSessionServiceStub, session: session_pb2.
             call.cancel()  # leave the session open for its owner
         else:
             closed = (await stub.Close(pb.CloseRequest(session=session.name, reason="talk done"),
-                                        metadata=options.metadata)).session
+                                        metadata=options.metadata(session.name))).session
             display.event(f"closed {closed.name}: {closed.close_reason!r}")
         await asyncio.gather(receiver, return_exceptions=True)
     finally:

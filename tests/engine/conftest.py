@@ -133,10 +133,11 @@ class StreamClient:
 
 async def open_stream(stub, session: str, *, input_rate: int = 16000, take_over: bool = False,
                       output: audio_pb2.AudioFormat | None = None, attached: bool = True,
-                      input_format: audio_pb2.AudioFormat | None = None, metadata: tuple = ()) -> StreamClient:
+                      input_format: audio_pb2.AudioFormat | None = None,
+                      metadata: tuple[tuple[str, str], ...] = ()) -> StreamClient:
     """Open StreamAudio; with `attached`, return once the first frame arrived (the stream is bound).
 
-    `input_format` replaces the default (LINEAR16 at `input_rate`)."""
+    `input_format` replaces the default (LINEAR16 at `input_rate`); `metadata` goes on the call."""
     call = stub.StreamAudio(metadata=metadata)
     config = pb.StreamConfig(session=session, take_over=take_over,
                              input_format=input_format or audio_pb2.AudioFormat(sample_rate_hz=input_rate))

@@ -31,7 +31,8 @@ def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     is read from its log)."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([BIN / "parley", "serve", "--port", "0", "--log-level", "INFO"],
+        # --drain-timeout 0: at the end, SIGTERM closes the session a test left open at once
+        proc = subprocess.Popen([BIN / "parley", "serve", "--port", "0", "--log-level", "INFO", "--drain-timeout", "0"],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "PARLEY_AUTH_TOKENS": f"{TOKEN} examples"})
     try:

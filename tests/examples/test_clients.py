@@ -45,7 +45,8 @@ def check_conversation(stdout: str, out: Path, *, state_kind: str, transcript_ki
     assert loudest_rms(pcm, rate) > 1000  # audible speech, not silence
 
 
-def test_python_stub_client(address: str, tmp_path: Path) -> None:
+def python_client_conversation(address: str, tmp_path: Path) -> None:
+    """The Python stub client's whole conversation with the server (or proxy) at `address`."""
     out = tmp_path / "reply.wav"
     done = run([BIN / "python", EXAMPLES / "python" / "client.py", "--wav", QUESTION, "--out", out],
                env={**os.environ, "PARLEY_ADDRESS": address})  # the address as the grpcurl scripts take it
@@ -54,7 +55,8 @@ def test_python_stub_client(address: str, tmp_path: Path) -> None:
     assert_readable(event_lines(done.stdout), {"agent_text", "metrics_updated"})
 
 
-def test_node_client(address: str, tmp_path: Path) -> None:
+def node_client_conversation(address: str, tmp_path: Path) -> None:
+    """The Node.js client's whole conversation with the server (or proxy) at `address`."""
     if not NODE_MODULES.is_dir():
         pytest.fail(f"{NODE_MODULES} is missing: run `make setup` (it runs npm ci there)")
     out = tmp_path / "reply.wav"
@@ -62,6 +64,14 @@ def test_node_client(address: str, tmp_path: Path) -> None:
                env={**os.environ, "PARLEY_ADDRESS": address})
     check_conversation(done.stdout, out, state_kind="user_state_changed", transcript_kind="transcript",
                        utterance_kind="utterance_updated", closed_kind="session_closed")
+
+
+def test_python_stub_client(address: str, tmp_path: Path) -> None:
+    python_client_conversation(address, tmp_path)
+
+
+def test_node_client(address: str, tmp_path: Path) -> None:
+    node_client_conversation(address, tmp_path)
 
 
 def test_embedding_example(tmp_path: Path) -> None:

@@ -24,6 +24,11 @@ def json_objects(text: str) -> list[dict]:
 
 
 def test_tour(address: str) -> None:
+    tour(address)
+
+
+def tour(address: str) -> None:
+    """The grpcurl tour against the server (or proxy) at `address`: every step's reply checked."""
     env = {**os.environ, "PARLEY_ADDRESS": address, "GRPCURL": str(BIN / "grpcurl")}
     done = run(["bash", EXAMPLES / "grpcurl" / "tour.sh"], env=env)
     sections = dict(re.findall(r"^== (.+?)\n(.*?)(?=^== |\Z)", done.stdout, re.MULTILINE | re.DOTALL))

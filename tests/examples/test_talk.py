@@ -55,6 +55,11 @@ async def transcribe(pcm: np.ndarray, rate: int) -> str:
 
 
 async def test_talk_records_a_reply_the_stt_understands(address: str, tmp_path: Path) -> None:
+    await talk_conversation(address, tmp_path)
+
+
+async def talk_conversation(address: str, tmp_path: Path) -> None:
+    """`parley talk` against the server (or proxy) at `address`: a spoken question, a reply the STT hears."""
     question = tmp_path / "question.wav"
     soundfile.write(question, await spoken("What is the capital of France?", rate=22050), 22050, subtype="PCM_16")
     out = tmp_path / "reply.wav"

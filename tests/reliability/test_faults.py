@@ -183,7 +183,8 @@ async def test_a_stalled_reader_loses_frames_not_the_session(server, stub) -> No
 
 
 async def test_sigterm_while_streaming_ends_the_stream_cleanly_and_exits_zero() -> None:
-    async with server_process("--allow-stand-in-providers") as (proc, channel):
+    # --drain-timeout 0: no time for the session to finish
+    async with server_process("--allow-stand-in-providers", "--drain-timeout", "0") as (proc, channel):
         stub = pb_grpc.AgentSessionServiceStub(channel)
         session = await start(stub)
         stream = await open_stream(stub, session)

@@ -1,4 +1,4 @@
-"""Cross-cutting concerns of every call: the base every interceptor of ours shares, and draining.
+"""Cross-cutting concerns of every call: the base every interceptor of ours shares.
 
 An interceptor here is a `CallInterceptor`: the base resolves the method's
 handler, leaves unknown methods (and, unless it says otherwise, health and
@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from parley.api.status import to_status
-from parley.errors import ParleyError, Unavailable
+from parley.errors import ParleyError
 
 ALWAYS_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -115,15 +115,3 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def intercept(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         raise NotImplementedError
-
-
-class DrainInterceptor(CallInterceptor):
-    """While the server drains, new calls (but health and reflection) get UNAVAILABLE."""
-
-    def __init__(self) -> None:
-        self.draining = False
-
-    def intercept(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        if self.draining:
-            return aborting(handler, Unavailable("the server is draining", reason="DRAINING"))
-        return handler

@@ -31,6 +31,7 @@ import grpc
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from parley.audio.encodings import Encoding
+from parley.fleet.routing import session_metadata
 from parley.phone import protocol
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -92,7 +93,7 @@ class PhoneCall:
             self.start = await self._wait_for_start()
             encoding = self._check_start(self.start)
             self.session = await self._session(self.start, encoding)
-            call = self.stub.StreamAudio(metadata=self.settings.metadata)
+            call = self.stub.StreamAudio(metadata=self.settings.metadata + session_metadata(self.session))
             g711 = audio_pb2.AudioFormat(encoding=PROTO_ENCODINGS[encoding], sample_rate_hz=8000, channels=1)
             await call.write(pb.StreamAudioRequest(config=pb.StreamConfig(
                 session=self.session, input_format=g711, output_format=g711, lead_ms=self.settings.lead_ms)))
@@ -240,7 +241,7 @@ class PhoneCall:
             return
         try:
             await self.stub.Close(pb.CloseRequest(session=self.session, reason="phone call ended"),
-                                  metadata=self.settings.metadata, timeout=10)
+                                  metadata=self.settings.metadata + session_metadata(self.session), timeout=10)
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 log.warning("closing the call's session failed",

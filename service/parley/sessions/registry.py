@@ -11,8 +11,6 @@ import base64
 import builtins
 import dataclasses
 import logging
-import re
-import secrets
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from parley.sessions.defaults import with_defaults
 from parley.sessions.frame_clock import FrameClock
 from parley.sessions.idempotency import RequestLog
 from parley.sessions.limits import RegistryLimits
+from parley.sessions.names import SESSION_NAME, check_replica_id, new_session_name, owner_replica
 from parley.sessions.observer import NoObservers, ObserverFactory
 from parley.sessions.recording import SessionRecording
 from parley.sessions.session import Session
@@ -41,7 +40,6 @@ from parley.sessions.utterance import UtteranceSnapshot
 
 log = logging.getLogger("parley.registry")
 
-SESSION_NAME = re.compile(r"^sessions/([A-Za-z0-9_-]{1,64})$")
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 
@@ -100,9 +98,11 @@ class SessionRegistry:
 
     def __init__(
         self, limits: RegistryLimits = RegistryLimits(), *, workers: Workers | None = None,
-        observers: ObserverFactory | None = None, clock: Clock = LOOP_CLOCK,
+        observers: ObserverFactory | None = None, clock: Clock = LOOP_CLOCK, replica: str = "",
     ) -> None:
+        """`replica`: this server's id among several behind a proxy; it goes into every session name."""
         self.limits = limits
+        self.replica = check_replica_id(replica)
         self.clock = clock
         self.frame_clock = FrameClock(clock=clock)  # one ticking task for every session's audio
         self.workers = workers or Workers()
@@ -114,12 +114,23 @@ class SessionRegistry:
         self._starts = RequestLog()
         self._reaper: asyncio.Task[None] | None = None
         self._accepting = True
+        self._emptied = asyncio.Event()
 
     # -- lifecycle of the registry ---------------------------------------
 
     def start_reaper(self) -> None:
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+
+    def stop_accepting(self) -> None:
+        """From now on Start is UNAVAILABLE (reason DRAINING); open sessions carry on."""
+        self._accepting = False
+
+    async def wait_empty(self) -> None:
+        """Return once no session is open (closed by its client, its idle TTL or the server)."""
+        while self._active:
+            self._emptied.clear()
+            await self._emptied.wait()
 
     async def shutdown(self, reason: str = "server shutting down") -> None:
         """Refuse new sessions, close every open one, stop the reaper."""
@@ -162,8 +173,7 @@ class SessionRegistry:
         if sum(s.owner == owner for s in self._active.values()) >= self.limits.max_sessions_per_principal:
             raise ResourceExhausted("max_sessions_per_principal",
                                     f"at most {self.limits.max_sessions_per_principal} open sessions per principal")
-        session_id = secrets.token_hex(8)
-        name = f"sessions/{session_id}"
+        name = new_session_name(self.replica)
         ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.session_idle_ttl
         self.frame_clock.start()
         session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers,
@@ -197,7 +207,7 @@ class SessionRegistry:
             raise InvalidArgument(field, f"must look like 'sessions/{{id}}', got {name[:80]!r}")
         session = self._active.get(name) or self._closed.get(name)
         if session is None or session.owner != owner:
-            raise NotFound(f"{name} not found", reason="SESSION_NOT_FOUND")
+            raise NotFound(f"{name} not found{self._elsewhere(name)}", reason="SESSION_NOT_FOUND")
         return session
 
     def get_active(self, name: str, *, owner: str = "", field: str = "session") -> Session:
@@ -257,9 +267,17 @@ class SessionRegistry:
 
     # -- internals -----------------------------------------------------------
 
+    def _elsewhere(self, name: str) -> str:
+        """Why a name another replica owns is not found here, for the error message."""
+        owner = owner_replica(name)
+        if not self.replica or owner in ("", self.replica):
+            return ""
+        return f" on replica {self.replica}: replica {owner} owns it"
+
     def _retire(self, session: Session) -> ClosedSession:
         if self._active.pop(session.name, None) is None:
             return self._closed[session.name]
+        self._note_if_empty()
         closed = self._closed[session.name] = ClosedSession(session, self.clock.now() + self.limits.recording_ttl)
         while len(self._closed) > self.limits.closed_session_retention:
             old, gone = self._closed.popitem(last=False)
@@ -270,6 +288,11 @@ class SessionRegistry:
     def _forget(self, name: str) -> None:
         self._active.pop(name, None)
         self._order.pop(name, None)
+        self._note_if_empty()
+
+    def _note_if_empty(self) -> None:
+        if not self._active:
+            self._emptied.set()
 
     async def _reap_forever(self) -> None:
         while True:

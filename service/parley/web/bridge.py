@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from parley.fleet.routing import session_metadata
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import audio_pb2
 from parley.web.client import ParleyClient, error_frame
@@ -108,7 +109,7 @@ class Tab:
         if not self.session:
             raise PageError("type", "start a session first", code="FAILED_PRECONDITION")
         stub, name, timeout = self.client.stub, self.session, self.client.settings.call_timeout
-        metadata = self.client.metadata
+        metadata = self.client.metadata + session_metadata(name)  # the header a proxy routes the session by
         if isinstance(command, Say):
             return await stub.Say(pb.SayRequest(session=name, text=command.text, request_id=_request_id()),
                                   metadata=metadata, timeout=timeout)
@@ -132,7 +133,7 @@ class Tab:
         self.session = started.session.name
         self.input_rate = command.input_rate
         log.info("tab session started", extra={"session": self.session})
-        call = self.client.stub.StreamAudio(metadata=self.client.metadata)
+        call = self.client.stub.StreamAudio(metadata=self.client.metadata + session_metadata(self.session))
         self._call = call
         stream_config = pb.StreamConfig(session=self.session,
                                         input_format=audio_pb2.AudioFormat(sample_rate_hz=command.input_rate))
@@ -195,7 +196,8 @@ class Tab:
         if not name:
             return
         try:
-            await self.client.stub.Close(pb.CloseRequest(session=name, reason=reason), metadata=self.client.metadata,
+            await self.client.stub.Close(pb.CloseRequest(session=name, reason=reason),
+                                         metadata=self.client.metadata + session_metadata(name),
                                          timeout=self.client.settings.call_timeout)
             log.info("tab session closed", extra={"session": name, "reason": reason})
         except grpc.aio.AioRpcError as exc:

@@ -1,0 +1,275 @@
+"""Scale-out capacity: one worker against two workers behind nginx, under the capacity load.
+
+Every configuration runs the capacity benchmark's load client
+(bench/capacity_load.py, its own process: N callers, each on its own
+connection, 16 kHz caller audio every 20 ms with speech the VAD acts on, the
+agent speaking, background audio on a third) for each N:
+
+  echo             the bare grpc.aio echo of bench/echo_server.py: the transport alone, the baseline
+  1 worker         `parley serve`, callers connect to it directly
+  1 worker+nginx   the same behind nginx: what the proxy adds
+  2 workers+nginx  `parley serve --workers 2` behind nginx
+
+Per N and configuration: frame lateness p50/p99/max, and the CPU (% of one
+core) of each worker, of nginx and of the load client, read from
+/proc/<pid>/stat over the client's steady seconds; and nginx's CPU per session as
+a ratio to the workers' (its CPU / theirs, same sessions). The machine's
+cores are shared by all of them: on 2 cores, 2 workers + nginx + the load
+client compete for the same two.
+
+The setups run side by side (idle when not measured) and take turns at
+each N, so load from elsewhere on the machine falls on all of them alike.
+
+Writes bench/results/scale.json and prints a table.
+
+    python bench/bench_scale.py [--callers 25,50,75,100] [--seconds 10] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from parley.fleet.nginx import Listed, NginxSettings, consecutive_replicas, render
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "scale.json"
+LIMIT_MS = 10.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        taken = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                taken.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in taken:
+                sock.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def children(pid: int, marker: str = "") -> list[int]:
+    """Child processes of `pid` (whose command line contains `marker`)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if ppid == pid and marker in cmdline:
+            found.append(int(entry))
+    return sorted(found)
+
+
+async def serving(address: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        while True:
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{address} never served")
+            await asyncio.sleep(0.1)
+
+
+@dataclass
+class Setup:
+    """The processes of one configuration, and which of them to measure."""
+
+    name: str
+    address: str
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    workers: list[int] = field(default_factory=list)  # pids
+    proxy: list[int] = field(default_factory=list)  # nginx master and workers
+    echo: bool = False
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT if "parley" in " ".join(map(str, proc.args)) else signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def parley_serve(*flags: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--warm-up", "false", "--log-level",
+                             "WARNING", "--max-sessions", "5000", "--max-sessions-per-principal", "5000",
+                             "--allow-stand-in-providers", "--max-caller-requests-per-second", "0", *flags],
+                            stderr=subprocess.DEVNULL)
+
+
+async def echo_setup() -> Setup:
+    port = free_ports(1)
+    proc = subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), str(port)], stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+    return Setup("echo", address, [proc], workers=[proc.pid], echo=True)
+
+
+async def one_worker() -> Setup:
+    port = free_ports(1)
+    proc = parley_serve("--port", str(port))
+    await serving(f"127.0.0.1:{port}")
+    return Setup("1 worker", f"127.0.0.1:{port}", [proc], workers=[proc.pid])
+
+
+async def behind_nginx(workers: int, directory: Path) -> Setup:
+    base = free_ports(2 * workers + 1)
+    port, start_port = base + 1, base + 1 + workers
+    if workers == 1:
+        supervisor = parley_serve("--port", str(port), "--start-port", str(start_port), "--replica-id", "w-0")
+    else:
+        supervisor = parley_serve("--workers", str(workers), "--port", str(port), "--start-port", str(start_port))
+    replicas = consecutive_replicas("127.0.0.1", port, start_port, workers)
+    for replica in replicas:
+        await serving(replica.address)
+    worker_pids = [supervisor.pid] if workers == 1 else children(supervisor.pid, "spawn_main")
+    settings = NginxSettings(listen=f"127.0.0.1:{base}", fleet=Listed(replicas), worker_processes="1",
+                             pid=str(directory / "nginx.pid"), temp_dir=str(directory),
+                             user="root" if os.geteuid() == 0 else "")
+    (directory / "nginx.conf").write_text(render(settings))
+    nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(directory / "nginx.conf"),
+                              "-p", str(directory), "-e", str(directory / "error.log")],
+                             stderr=subprocess.DEVNULL)
+    await serving(f"127.0.0.1:{base}")
+    name = f"{workers} worker{'s' if workers > 1 else ''}+nginx"
+    return Setup(name, f"127.0.0.1:{base}", [supervisor, nginx], workers=worker_pids,
+                 proxy=[nginx.pid, *children(nginx.pid)])
+
+
+async def measure(setup: Setup, callers: int, seconds: float) -> dict:
+    """One step: the load client against `setup`, CPU of every process over its steady seconds."""
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "capacity_load.py"), "--target", setup.address, "--sessions", str(callers),
+        "--seconds", str(seconds), *(["--echo"] if setup.echo else []), stdout=asyncio.subprocess.PIPE)
+    pids = {"load": [load.pid], "proxy": setup.proxy, **{f"worker {i}": [p] for i, p in enumerate(setup.workers)}}
+    pids = {k: v for k, v in pids.items() if v}
+
+    def sample() -> dict[str, float]:
+        return {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+
+    # as bench_capacity does: past the client's set-up (channels, Starts), then the steady part of its run
+    await asyncio.sleep(2.0 + callers * 0.01)
+    cpu0, t0 = sample(), time.monotonic()
+    await asyncio.sleep(seconds - 3.0)
+    cpu1, t1 = sample(), time.monotonic()
+    out, _ = await load.communicate()
+    if load.returncode != 0:
+        raise RuntimeError(f"the load client failed on {setup.name} with {callers} callers")
+    result = json.loads(out)
+    cpu = {k: round(100 * (cpu1[k] - cpu0[k]) / (t1 - t0), 1) for k in cpu0}
+    workers_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
+    return {"setup": setup.name, "callers": callers, **result, "cpu_percent": cpu,
+            "proxy_per_session_vs_worker": round(cpu["proxy"] / workers_cpu, 3) if "proxy" in cpu else None}
+
+
+def row(step: dict) -> str:
+    cpu = step["cpu_percent"]
+    workers = " ".join(f"{v:5.1f}" for k, v in cpu.items() if k.startswith("worker"))
+    ratio = step["proxy_per_session_vs_worker"]
+    return (f"{step['callers']:5d}  {step['setup']:<16} {step['p50_ms']:7.2f} {step['p99_ms']:7.2f} "
+            f"{step['max_ms']:7.1f}   {workers:<12} {cpu.get('proxy', 0):6.1f} {cpu['load']:6.1f}   "
+            f"{'' if ratio is None else f'{ratio:.3f}'}")
+
+
+def median_step(rounds: list[dict]) -> dict:
+    """One step from several rounds of it: the median of each figure."""
+    first = rounds[0]
+    figures = {k: float(np.median([r[k] for r in rounds])) for k in ("p50_ms", "p99_ms", "max_ms")}
+    cpu = {k: round(float(np.median([r["cpu_percent"][k] for r in rounds])), 1) for k in first["cpu_percent"]}
+    ratios = [r["proxy_per_session_vs_worker"] for r in rounds if r["proxy_per_session_vs_worker"] is not None]
+    return {**first, **figures, "cpu_percent": cpu, "rounds": len(rounds),
+            "proxy_per_session_vs_worker": round(float(np.median(ratios)), 3) if ratios else None}
+
+
+async def main(callers: list[int], seconds: float, rounds: int) -> None:
+    measured: dict[tuple[str, int], list[dict]] = {}
+    print(f"{'N':>5}  {'setup':<16} {'p50':>7} {'p99':>7} {'max':>7}   {'worker CPU %':<12} {'nginx':>6} "
+          f"{'load':>6}   nginx/worker CPU")
+    with tempfile.TemporaryDirectory() as tmp:
+        for sub in ("one", "two"):
+            (Path(tmp) / sub).mkdir()
+        setups: list[Setup] = []
+        try:
+            setups += [await echo_setup(), await one_worker(), await behind_nginx(1, Path(tmp) / "one"),
+                       await behind_nginx(2, Path(tmp) / "two")]
+            for round_ in range(rounds):
+                for n in callers:  # each N on every setup in turn: the machine's other load hits them alike
+                    for setup in setups:
+                        step = await measure(setup, n, seconds)
+                        measured.setdefault((setup.name, n), []).append(step)
+                        print(f"{row(step)}   (round {round_ + 1})", flush=True)
+        finally:
+            for setup in setups:
+                setup.stop()
+    steps = [median_step(r) for r in measured.values()]
+    if rounds > 1:
+        print(f"median of {rounds} rounds:")
+        for step in sorted(steps, key=lambda s: s["callers"]):
+            print(row(step))
+    one = [s for s in steps if s["setup"] == "1 worker"]
+    passed = next((s["callers"] for s in one if s["p99_ms"] > LIMIT_MS), None)
+    two = next((s for s in steps if s["setup"] == "2 workers+nginx" and s["callers"] == passed), None)
+    summary = {
+        "cores": os.cpu_count(), "seconds_per_step": seconds, "rounds": rounds, "limit_ms": LIMIT_MS,
+        "one_worker_passes_limit_at": passed,
+        "two_workers_behind_nginx_p99_there_ms": two["p99_ms"] if two else None,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"summary": summary, "steps": steps,
+                                   "rounds": [r for rs in measured.values() for r in rs]}, indent=2))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--callers", default="25,50,75,100", help="comma-separated N")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds the load runs per step")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every step; the table shows medians")
+    args = parser.parse_args()
+    asyncio.run(main([int(n) for n in args.callers.split(",")], args.seconds, args.rounds))

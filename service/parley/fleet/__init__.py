@@ -1,0 +1,1 @@
+"""Scale-out: worker processes, the proxy's routing header and its configuration."""
