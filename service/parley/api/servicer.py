@@ -11,7 +11,7 @@ import grpc
 from parley.api import converters as conv
 from parley.api.auth import current_principal
 from parley.api.call_tracing import join_session_trace
-from parley.api.status import maps_errors
+from parley.api.status import DRAIN_SECONDS, maps_errors
 from parley.chat import ToolCall
 from parley.errors import InvalidArgument
 from parley.sessions.registry import AnySession, SessionRegistry
@@ -232,6 +232,9 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
                     ))
                 else:
                     yield pb.StreamAudioResponse(event=conv.event_to_proto(item))
+            # The stream ended (the session closed): give the caller a moment to stop writing before the
+            # status goes out; a client still writing when it arrives may report INTERNAL instead (grpcio).
+            await asyncio.wait([reader], timeout=DRAIN_SECONDS)
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
