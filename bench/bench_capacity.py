@@ -59,8 +59,8 @@ async def wait_ready(port: int, timeout: float = 120.0) -> None:
 def start_parley(port: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--max-sessions", "2000",
-         "--max-sessions-per-principal", "2000", "--log-level", "WARNING", "--allow-stand-in-providers",
-         "--max-caller-requests-per-second", "0"],
+         "--max-sessions-per-principal", "2000", "--log-level", "WARNING", "--drain-timeout", "0",
+         "--allow-stand-in-providers", "--max-caller-requests-per-second", "0"],
         stderr=subprocess.DEVNULL)
 
 

@@ -1,15 +1,12 @@
-"""Engine figures: real-time capacity, interrupt-to-silence latency, server-added turn latency.
+"""Engine figures: interrupt-to-silence latency and server-added turn latency.
 
-The server runs as a subprocess on loopback; this process is the clients.
+The server runs as a subprocess on loopback; this process is the client.
 Providers are the cheap deterministic stand-ins (tone TTS, scripted STT,
 energy VAD, echo LLM) so the figures are the engine's, not the models'.
+(Capacity is measured by bench_capacity.py, with every caller on its own
+connection and audio both ways.)
 
-Capacity: N sessions, each with an attached StreamAudio, background audio
-playing and a Say every few seconds; frame lateness is measured at the
-client against each stream's own absolute schedule (first frame + n x 20 ms).
-The largest N whose p99 lateness stays under 10 ms is reported.
-
-Writes bench/results/engine.json and prints a table.
+Writes bench/results/engine.json and prints the figures.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from common import free_port, stream_frames, talk
+from common import free_port
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -37,16 +34,12 @@ STAND_INS = session_pb2.ProvidersConfig(
     vad=session_pb2.ProviderSpec(name="energy"),
     llm=session_pb2.ProviderSpec(name="echo"),
 )
-STEPS = (10, 25, 50, 75, 100, 125, 150, 200)
-STEP_SECONDS = 8.0
-LATENESS_LIMIT_MS = 10.0
-
-
 
 async def start_server() -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--max-sessions", "2000",
+        [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--drain-timeout", "0",
+         "--max-sessions", "2000",
          "--log-level", "WARNING", "--allow-stand-in-providers", "--max-caller-requests-per-second", "0"],
         stderr=subprocess.DEVNULL,
     )
@@ -59,21 +52,6 @@ async def start_server() -> tuple[subprocess.Popen, str]:
 async def open_session(stub: pb_grpc.AgentSessionServiceStub) -> str:
     config = session_pb2.SessionConfig(providers=STAND_INS, output_format=audio_pb2.AudioFormat(sample_rate_hz=24000))
     return (await stub.Start(pb.StartRequest(config=config))).session.name
-
-
-async def capacity_step(stub, count: int) -> dict[str, float]:
-    names = [await open_session(stub) for _ in range(count)]
-    stop = asyncio.Event()
-    lateness: list[float] = []
-    tasks = [asyncio.create_task(stream_frames(stub, n, stop, lateness)) for n in names]
-    tasks += [asyncio.create_task(talk(stub, n, stop, every_seconds=3.0)) for n in names]
-    await asyncio.sleep(STEP_SECONDS)
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.gather(*(stub.Close(pb.CloseRequest(session=n)) for n in names))
-    values = np.array(lateness) if lateness else np.zeros(1)
-    return {"sessions": count, "frames": len(lateness), "p50_ms": float(np.percentile(values, 50)),
-            "p99_ms": float(np.percentile(values, 99)), "max_ms": float(values.max())}
 
 
 async def interrupt_latency(stub, rounds: int = 10) -> dict[str, float]:
@@ -158,23 +136,12 @@ async def main() -> None:
             stub = pb_grpc.AgentSessionServiceStub(channel)
             interrupt = await interrupt_latency(stub)
             turn = await turn_latency(stub)
-            steps = []
-            for count in STEPS:
-                step = await capacity_step(stub, count)
-                steps.append(step)
-                print(f"  {count:4d} sessions: p50 {step['p50_ms']:6.2f} ms  p99 {step['p99_ms']:6.2f} ms  "
-                      f"max {step['max_ms']:7.2f} ms", flush=True)
-                if step["p99_ms"] >= LATENESS_LIMIT_MS:
-                    break
     finally:
         proc.terminate()
         proc.wait(10)
-    sustained = max((s["sessions"] for s in steps if s["p99_ms"] < LATENESS_LIMIT_MS), default=0)
-    result = {"cores": os.cpu_count(), "capacity_steps": steps, "max_realtime_sessions_p99_under_10ms": sustained,
-              **interrupt, **turn}
+    result = {"cores": os.cpu_count(), **interrupt, **turn}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"max real-time sessions (p99 frame lateness < {LATENESS_LIMIT_MS:g} ms): {sustained}")
     print(f"interrupt -> silence: median {interrupt['interrupt_to_silence_ms_median']:.1f} ms, "
           f"max {interrupt['interrupt_to_silence_ms_max']:.1f} ms; speech frames after ClearAudio: "
           f"{interrupt['speech_frames_after_clear_max']}")

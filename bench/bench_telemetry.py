@@ -93,7 +93,8 @@ async def start_server(otel_endpoint: str) -> tuple[subprocess.Popen, str]:
         env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": otel_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                 "OTEL_SERVICE_NAME": "parley-bench", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--max-sessions", "2000",
+        [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--drain-timeout", "0",
+         "--max-sessions", "2000",
          "--log-level", "WARNING", "--allow-stand-in-providers", "--max-caller-requests-per-second", "0"],
         stderr=subprocess.DEVNULL, env=env)
     address = f"127.0.0.1:{port}"

@@ -204,7 +204,7 @@ async def noise_pause(stub: pb_grpc.AgentSessionServiceStub) -> dict[str, float]
 async def main() -> None:
     questions = await spoken(QUESTIONS)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--drain-timeout", "0",
                              "--log-level", "WARNING"], stderr=subprocess.DEVNULL)
     rows: list[dict[str, float]] = []
     try:

@@ -18,8 +18,9 @@ Frame lateness = arrival - (t0 + i x 20 ms) for frame i, the first second
 skipped, where t0 is the earliest that schedule allows (the smallest
 arrival - i x 20 ms seen): a late first frame hides nothing. Say -> first
 frame is timed only for a Say made while the agent was idle or listening
-(not one queued behind the session's own speech). Prints one JSON object on
-stdout.
+(not one queued behind the session's own speech), and not if the caller
+starts talking before it is heard (speech waits for the caller). Prints one
+JSON object on stdout.
 
     python bench/capacity_load.py --target 127.0.0.1:50051 --sessions 50 --seconds 10 [--echo] [--default-providers]
 """
@@ -163,6 +164,8 @@ async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
             kind = event.WhichOneof("event")
             if kind == "agent_state_changed":
                 caller.agent_state = event.agent_state_changed.new_state
+            elif kind == "user_state_changed" and event.user_state_changed.new_state == session_pb2.USER_STATE_SPEAKING:
+                caller.said_at.clear()  # speech that waits for the caller to finish is not the TTS's latency
             elif kind == "frames_dropped":
                 caller.dropped_reported += event.frames_dropped.count
             elif kind == "utterance_updated" and not stop.is_set():
