@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -218,6 +219,18 @@ def ensure_free(host: str, port: int, address: str) -> None:
                 raise StartupError(f"cannot listen on {address}: {exc.strerror}") from None
 
 
+def freeze_startup_heap() -> None:
+    """Keep what start-up made (modules, loaded models) out of the garbage collector's full passes.
+
+    A full pass walks every tracked object and holds the event loop while it
+    does: over the start-up heap that was a stall of up to 100 ms, late frames
+    for every session at once. Frozen objects are never freed, which is right
+    for what lives as long as the process.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: ServerSettings) -> None:
     """Run until SIGTERM (drain, then stop) or SIGINT (stop now, also during a drain), then return."""
     server = ParleyServer(settings)
@@ -225,6 +238,7 @@ async def serve(settings: ServerSettings) -> None:
         # Before serving: the llama.cpp loader silences the whole process's stderr
         # (our logs included) while it loads, and the first caller would wait anyway.
         await warm_up_defaults(server.registry.workers)
+    freeze_startup_heap()
     await server.start()
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
