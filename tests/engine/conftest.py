@@ -42,6 +42,7 @@ class StreamClient:
     events: list[events_pb2.SessionEvent] = field(default_factory=list)
     items: list[str] = field(default_factory=list)  # "frame" / event kind, in arrival order
     error: grpc.aio.AioRpcError | None = None  # how the call ended, if not OK
+    stopped_sending: bool = False  # `send` stops before its next chunk
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task | None = None
 
@@ -67,9 +68,12 @@ class StreamClient:
             self._changed.set()
 
     async def send(self, pcm: np.ndarray, *, rate: int = 16000, chunk_ms: int = 20, realtime: bool = True) -> None:
+        """Send `pcm` in chunks, until it is all sent or `stopped_sending` (cancelling a write cancels the call)."""
         step = rate * chunk_ms // 1000
         start = time.monotonic()
         for n, i in enumerate(range(0, len(pcm), step)):
+            if self.stopped_sending:
+                return
             chunk = audio_pb2.AudioChunk(pcm=pcm[i:i + step].astype("<i2").tobytes())
             await self.call.write(pb.StreamAudioRequest(audio=chunk))
             if realtime:

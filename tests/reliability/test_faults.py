@@ -196,14 +196,14 @@ async def test_sigterm_while_streaming_ends_the_stream_cleanly_and_exits_zero() 
         proc.send_signal(signal.SIGTERM)
 
         await stream.wait_for(lambda: stream.of("session_closed"))
-        sending.cancel()  # a caller stops talking when the session closes...
+        stream.stopped_sending = True  # a caller stops talking when the session closes...
+        await asyncio.wait_for(sending, 5)
         await stream.call.done_writing()
         await asyncio.wait_for(stream._reader, 10)  # ...and the server ends the stream...
         assert await stream.call.code() == grpc.StatusCode.OK  # ...with OK, not a cut connection
         assert stream.events[-1].session_closed.reason == "server shutting down"
         assert stream.utterance_states(stream.of("utterance_updated")[0].utterance.id)[-1] == INTERRUPTED
         assert contiguous(stream)
-        await asyncio.gather(sending, return_exceptions=True)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
         log = (await proc.stderr.read()).decode()
         assert '"level": "ERROR"' not in log and "Traceback" not in log
