@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import grpc
-from common import free_port
+from common import free_port, steady_window
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -75,10 +75,9 @@ async def load(server: subprocess.Popen, port: int, sessions: int, *, echo: bool
     args += ["--echo"] if echo else []
     args += ["--default-providers"] if default else []
     client = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
-    # The client's set-up (channels, Start calls) takes a moment; measure the steady state only.
-    await asyncio.sleep(2.0 + sessions * 0.01)
+    await steady_window(client)  # past the client's set-up (channels, Start calls) and its first second
     server_before, client_before, began = cpu_seconds(server.pid), cpu_seconds(client.pid), time.monotonic()
-    await asyncio.sleep(SECONDS - 3.0)
+    await asyncio.sleep(SECONDS - 2.0)
     wall = time.monotonic() - began
     server_cpu = (cpu_seconds(server.pid) - server_before) / wall
     client_cpu = (cpu_seconds(client.pid) - client_before) / wall

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from common import steady_window
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parley.fleet.nginx import Listed, NginxSettings, consecutive_replicas, render
@@ -193,10 +194,9 @@ async def measure(setup: Setup, callers: int, seconds: float) -> dict:
     def sample() -> dict[str, float]:
         return {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
 
-    # as bench_capacity does: past the client's set-up (channels, Starts), then the steady part of its run
-    await asyncio.sleep(2.0 + callers * 0.01)
+    await steady_window(load)  # as bench_capacity does: past the client's set-up and its first second
     cpu0, t0 = sample(), time.monotonic()
-    await asyncio.sleep(seconds - 3.0)
+    await asyncio.sleep(seconds - 2.0)
     cpu1, t1 = sample(), time.monotonic()
     out, _ = await load.communicate()
     if load.returncode != 0:

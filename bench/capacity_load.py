@@ -18,8 +18,9 @@ Frame lateness = arrival - (t0 + i x 20 ms) for frame i, the first second
 skipped, where t0 is the earliest that schedule allows (the smallest
 arrival - i x 20 ms seen): a late first frame hides nothing. Say -> first
 frame is timed only for a Say made while the agent was idle or listening
-(not one queued behind the session's own speech), and not if the caller
-starts talking before it is heard (speech waits for the caller). Prints one
+(not one queued behind the session's own speech) and the caller silent,
+and not if the caller starts talking before it is heard (speech waits for
+the caller). Prints one
 JSON object on stdout.
 
     python bench/capacity_load.py --target 127.0.0.1:50051 --sessions 50 --seconds 10 [--echo] [--default-providers]
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
+from common import MEASURING
 
 from parley.fleet.routing import session_metadata
 from parley.v1 import agent_session_service_pb2 as pb
@@ -85,6 +87,7 @@ class Caller:
     call: grpc.aio.StreamStreamCall | None = None
     offsets: list[float] = field(default_factory=list)  # arrival - i x 20 ms, after the warm-up
     agent_state: int = session_pb2.AGENT_STATE_IDLE
+    caller_speaking: bool = False  # the server's user state: speech waits for the caller to finish
     frames: int = 0
     speech_frames: int = 0
     gaps: int = 0
@@ -125,7 +128,8 @@ async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> N
 async def say(caller: Caller, stop: asyncio.Event) -> None:
     if stop.is_set():
         return
-    idle = caller.agent_state in (session_pb2.AGENT_STATE_IDLE, session_pb2.AGENT_STATE_LISTENING)
+    idle = caller.agent_state in (session_pb2.AGENT_STATE_IDLE, session_pb2.AGENT_STATE_LISTENING) \
+        and not caller.caller_speaking
     started = time.monotonic()
     try:
         said = (await caller.stub.Say(pb.SayRequest(session=caller.name, text=SAY), metadata=caller.route)).utterance
@@ -164,8 +168,10 @@ async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
             kind = event.WhichOneof("event")
             if kind == "agent_state_changed":
                 caller.agent_state = event.agent_state_changed.new_state
-            elif kind == "user_state_changed" and event.user_state_changed.new_state == session_pb2.USER_STATE_SPEAKING:
-                caller.said_at.clear()  # speech that waits for the caller to finish is not the TTS's latency
+            elif kind == "user_state_changed":
+                caller.caller_speaking = event.user_state_changed.new_state == session_pb2.USER_STATE_SPEAKING
+                if caller.caller_speaking:
+                    caller.said_at.clear()  # speech that waits for the caller to finish is not the TTS's latency
             elif kind == "frames_dropped":
                 caller.dropped_reported += event.frames_dropped.count
             elif kind == "utterance_updated" and not stop.is_set():
@@ -212,6 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     senders = [asyncio.create_task(send(c, stop)) for c in callers]
     if not args.echo:
         await asyncio.gather(*(say(c, stop) for c in callers))
+    print(MEASURING, flush=True)
     began = time.monotonic()
     await asyncio.sleep(args.seconds)
     stop.set()

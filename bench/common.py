@@ -1,4 +1,4 @@
-"""Pieces the benchmarks share: free loopback ports and a real-time frame reader."""
+"""Pieces the benchmarks share: free loopback ports, a real-time frame reader, the load client's window."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ import socket
 import time
 
 from parley.v1 import agent_session_service_pb2 as pb
+
+MEASURING = "measuring"  # the load client's first line: its callers are set up and its window starts
+
+
+async def steady_window(load: asyncio.subprocess.Process) -> None:
+    """Until the load client's steady state: its window has begun and its first second (skipped) is over."""
+    assert load.stdout is not None
+    line = await asyncio.wait_for(load.stdout.readline(), 300)
+    if line.decode().strip() != MEASURING:
+        raise RuntimeError(f"the load client did not start measuring (exit {await load.wait()})")
+    await asyncio.sleep(1.0)
 
 
 def free_port() -> int:

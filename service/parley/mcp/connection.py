@@ -155,7 +155,8 @@ class McpConnection:
         if client is None:
             return McpResult(f"error: the MCP server {self.config.name!r} is not connected", True)
         try:
-            result = await asyncio.wait_for(client.call_tool(name, arguments), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancellation
+                result = await client.call_tool(name, arguments)
         except TimeoutError:
             return McpResult(f"error: the tool {name!r} did not answer within {timeout:g} s", True)
         except Exception as exc:  # noqa: BLE001 - a protocol or transport failure of this one call

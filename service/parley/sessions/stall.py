@@ -7,6 +7,11 @@ stream is cancelled and ProviderError("timeout") is raised, which the
 speaker turns into a FAILED utterance and a warning event. The session and
 its other utterances carry on. Waiting for a client's tool result happens
 between two model streams, so it is not counted as a stall.
+
+The wait is `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11,
+wait_for returns the result when its task is cancelled in the same loop
+step as the chunk arrives, so a cancelled speech task went on synthesizing
+and a closing session waited for it forever.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ async def _watched(stream: AsyncIterator[T], stage: str, provider: str, seconds:
     try:
         while True:
             try:
-                item = await asyncio.wait_for(anext(it), seconds)
+                async with asyncio.timeout(seconds):  # not wait_for: on 3.11 it can swallow a cancellation
+                    item = await anext(it)
             except StopAsyncIteration:
                 return
             except TimeoutError:

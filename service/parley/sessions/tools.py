@@ -37,7 +37,8 @@ class ToolCalls:
         future: asyncio.Future[ToolOutcome] = asyncio.get_running_loop().create_future()
         self._pending[call.id] = (call, future)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancellation
+                return await future
         except TimeoutError:
             return ToolOutcome(f"error: the tool {call.name!r} did not answer within {timeout:g} s", True)
         finally:
