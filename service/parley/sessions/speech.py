@@ -30,6 +30,7 @@ from parley.errors import ResourceExhausted
 from parley.providers.base import TTS, ProviderError
 from parley.providers.text import segments
 from parley.sessions.states import UtteranceState
+from parley.sessions.tasks import cancel_and_wait
 from parley.sessions.utterance import Utterance
 
 log = logging.getLogger("parley.speech")
@@ -225,7 +226,7 @@ class Speaker:
         task = self._playing.task if self._playing else None
         self.interrupt(include_queued=True, fade_ms=0, force=True, reason="SESSION_CLOSED")
         if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task])
 
     # -- internals ------------------------------------------------------------------
 
