@@ -1,6 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The PCM mix kernel: one call per output frame mixes speech and layer slots.
 
+Over 400 lines on purpose: every per-sample path (speech, layers, fades,
+ducking, seams, underruns) sits in one C loop that runs without Python.
+
 Numbers
     Samples are int16, interleaved when there are two channels. Gains are
     float32 and the mix accumulates in float32: an int16 sample times a gain

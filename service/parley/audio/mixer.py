@@ -24,6 +24,9 @@ once its last audio is pushed tells its end from an underrun (an utterance
 left open has its last ~30 ms faded out, as if its audio ran dry).
 
 A mixer is not thread-safe: drive it from one thread (or the event loop).
+
+Over 400 lines on purpose: the speech queue's bookkeeping and the layer
+rules drive one kernel, and split apart they would share its state.
 """
 
 from __future__ import annotations
