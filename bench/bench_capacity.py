@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import grpc
-from common import free_port, steady_window
+from common import cpu_seconds, free_port, rss_kib, steady_window
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -38,20 +38,7 @@ RESULTS = HERE / "results" / "capacity.json"
 STAND_IN_STEPS = (25, 50, 75, 100, 125, 150)
 DEFAULT_STEPS = (1, 10, 25, 50, 75)
 SECONDS = 10.0
-TICKS = os.sysconf("SC_CLK_TCK")
 LATENESS_LIMIT_MS = 10.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def wait_ready(port: int, timeout: float = 120.0) -> None:

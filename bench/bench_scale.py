@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from common import steady_window
+from common import cpu_seconds, free_port, free_port_block, steady_window
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parley.fleet.nginx import Listed, NginxSettings, consecutive_replicas, render
@@ -51,34 +50,6 @@ from parley.fleet.nginx import Listed, NginxSettings, consecutive_replicas, rend
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "scale.json"
 LIMIT_MS = 10.0
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free loopback ports."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        taken = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                taken.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in taken:
-                sock.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def children(pid: int, marker: str = "") -> list[int]:
@@ -144,7 +115,7 @@ def parley_serve(*flags: str) -> subprocess.Popen:
 
 
 async def echo_setup() -> Setup:
-    port = free_ports(1)
+    port = free_port()
     proc = subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), str(port)], stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     async with grpc.aio.insecure_channel(address) as channel:
@@ -153,14 +124,14 @@ async def echo_setup() -> Setup:
 
 
 async def one_worker() -> Setup:
-    port = free_ports(1)
+    port = free_port()
     proc = parley_serve("--port", str(port))
     await serving(f"127.0.0.1:{port}")
     return Setup("1 worker", f"127.0.0.1:{port}", [proc], workers=[proc.pid])
 
 
 async def behind_nginx(workers: int, directory: Path) -> Setup:
-    base = free_ports(2 * workers + 1)
+    base = free_port_block(2 * workers + 1)
     port, start_port = base + 1, base + 1 + workers
     if workers == 1:
         supervisor = parley_serve("--port", str(port), "--start-port", str(start_port), "--replica-id", "w-0")

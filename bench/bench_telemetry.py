@@ -25,7 +25,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-from common import free_port, stream_frames, talk
+from common import cpu_seconds, free_port, stream_frames, talk
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
@@ -40,7 +40,6 @@ STAND_INS = session_pb2.ProvidersConfig(
 )
 SESSIONS = (25, 50)
 STEP_SECONDS = 10.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class CountingReceiver(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -78,12 +77,6 @@ def received(counts: Path) -> tuple[int, int]:
     spans, exports = text.split()
     return int(spans), int(exports)
 
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 async def start_server(otel_endpoint: str) -> tuple[subprocess.Popen, str]:

@@ -1,13 +1,17 @@
-"""Pieces the benchmarks share: free loopback ports, a real-time frame reader, the load client's window."""
+"""Pieces the benchmarks share: free loopback ports, process CPU and memory, a real-time frame reader,
+the load client's window."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
+from pathlib import Path
 
 from parley.v1 import agent_session_service_pb2 as pb
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MEASURING = "measuring"  # the load client's first line: its callers are set up and its window starts
 
 
@@ -24,6 +28,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    while True:
+        first = free_port()
+        taken = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                taken.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in taken:
+                sock.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a live process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:
