@@ -27,6 +27,7 @@ import numpy as np
 from parley.providers.base import STT, VAD, Transcript, TurnDetector, VADEventType
 from parley.sessions.clock import Clock, Timer
 from parley.sessions.config import TurnDetectionConfig
+from parley.sessions.tasks import cancel_and_wait
 
 RECOGNIZE_BATCH_MS = 100  # audio is handed to the recognizer in batches (a final never waits for one)
 EARLY_FINAL_MS = 150  # quiet voice this long asks for the final transcript (the VAD's hangover runs on)
@@ -122,8 +123,7 @@ class Listener:
         self._cancel_turn_timer()
         self._queue.clear()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         await self._stt.aclose()
 
     # -- voice activity ---------------------------------------------------------
