@@ -46,7 +46,8 @@ class ParleyServer:
         except ValueError as exc:  # a bad OTEL_* variable
             raise StartupError(str(exc)) from None
         self.registry = SessionRegistry(
-            settings.registry, workers=Workers(settings.provider_threads or None), observers=self.telemetry,
+            settings.registry, workers=Workers(settings.provider_threads or None, settings.provider_nice),
+            observers=self.telemetry,
             replica=settings.replica_id)
         self._tokens = load_tokens(settings)  # read (and checked) before anything binds
         self._credentials = server_credentials(settings)

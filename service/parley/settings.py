@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from parley.declare import bounds_of, setting, unit_of
+from parley.providers.workers import DEFAULT_NICE
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.names import check_replica_id
 
@@ -54,6 +55,9 @@ class ServerSettings(BaseSettings):
     shutdown_grace: float = setting(5.0, "seconds in-flight calls get once the server stops", unit="seconds",
                                     ge=0, le=3600)
     provider_threads: int = setting(0, "threads for STT/TTS/LLM work (0: twice the cores, 2..8)", ge=0, le=256)
+    provider_nice: int = setting(
+        DEFAULT_NICE, "how much lower those threads' scheduling priority is than the audio loop's (nice; 0: the "
+                      "same); under load the calls' audio stays on time and answers come later", ge=0, le=19)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
         "INFO", "JSON-lines logs on stderr")
     # who may call, and how often

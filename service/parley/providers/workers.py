@@ -5,13 +5,21 @@ GIL inside native code, so threads run it in parallel with the event loop.
 The pool is bounded: at most `threads` jobs run at once, the rest wait in
 order. Pass one Workers to every provider built by a server; close it on
 shutdown.
+
+The pool's threads run at a lower scheduling priority (`nice`, added to the
+process's) than the event loop: when models want more CPU than the machine
+has, the loop still moves every call's audio on time and the models' answers
+come later, instead of every caller hearing gaps. Threads a model starts from
+a pool thread (its own inference threads) inherit that priority.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -20,14 +28,32 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+DEFAULT_NICE = 10
+
+log = logging.getLogger("parley.providers")
+
+
 def default_thread_count() -> int:
     return max(2, min(8, (os.cpu_count() or 2) * 2))
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's scheduling priority by `nice` (Linux: a thread's own nice value)."""
+    if nice <= 0:
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
+    except (AttributeError, OSError) as exc:  # a platform without per-thread priorities: run as is
+        log.warning("provider threads keep the loop's priority", extra={"error": str(exc)})
+
+
 class Workers:
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, nice: int = DEFAULT_NICE) -> None:
         self.threads = threads or default_thread_count()
-        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="parley-provider")
+        self.nice = nice
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="parley-provider",
+                                        initializer=lower_thread_priority, initargs=(nice,))
         self._closed = False
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

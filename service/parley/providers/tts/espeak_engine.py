@@ -20,7 +20,7 @@ _ESPEAK_CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _EE_OK = 0
 _RATE, _PITCH = 1, 3
-_BUFFER_MS = 50
+_BUFFER_MS = 1000  # audio per callback: each callback takes the GIL, so few and cheap ones
 _EVENT_LIST_END, _EVENT_WORD = 0, 1
 _WORD = re.compile(r"\S+")
 
@@ -56,14 +56,14 @@ class EspeakEngine:
             raise RuntimeError(f"espeak_Initialize failed ({rate})")
         self.sample_rate: int = rate
         self._lock = threading.Lock()
-        self._chunks: list[np.ndarray] = []
+        self._chunks: list[bytes] = []
         self._word_positions: list[tuple[int, int]] = []  # (character position, first sample)
         self._callback = _SYNTH_CALLBACK(self._on_audio)  # kept alive with the engine
         self._lib.espeak_SetSynthCallback(self._callback)
 
     def _on_audio(self, wav: ctypes._Pointer, count: int, events: ctypes._Pointer) -> int:
         if count > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16, copy=True))
+            self._chunks.append(ctypes.string_at(wav, count * 2))
         i = 0
         while events and events[i].type != _EVENT_LIST_END:
             if events[i].type == _EVENT_WORD:
@@ -93,7 +93,7 @@ class EspeakEngine:
             positions, self._word_positions = self._word_positions, []
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed ({status})")
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+        audio = np.frombuffer(bytearray().join(chunks), dtype=np.int16)  # writable, one copy
         return audio, word_starts(text, positions)
 
 
