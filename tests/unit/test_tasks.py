@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
 
-from parley.sessions.tasks import BackgroundTasks, cancel_and_wait
+from parley.cancelling import cancel_and_wait
+from parley.sessions.tasks import BackgroundTasks
 
 
 async def test_cancelled_tasks_end_before_the_wait_returns() -> None:
@@ -45,3 +47,21 @@ async def test_a_task_that_swallows_its_cancellation_is_left_behind_and_logged(
     assert [r.task for r in caplog.records] == ["stubborn"]
     release.set()
     await task
+
+
+async def test_what_a_task_raised_before_the_cancel_is_dropped_not_reported_as_never_retrieved() -> None:
+    """Callers cancel a pair of tasks once one has ended; the other's failure is theirs to ignore."""
+    unhandled: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
+
+    async def fail() -> None:
+        raise RuntimeError("the peer went away")
+
+    failed = asyncio.create_task(fail())
+    waiting = asyncio.create_task(asyncio.Event().wait())
+    await asyncio.wait([failed], timeout=5)
+    await cancel_and_wait([failed, waiting])
+    assert waiting.cancelled()
+    del failed, waiting
+    gc.collect()  # a task whose exception nobody retrieved is reported when it is collected
+    assert unhandled == []

@@ -12,6 +12,7 @@ from parley.api import converters as conv
 from parley.api.auth import current_principal
 from parley.api.call_tracing import join_session_trace
 from parley.api.status import DRAIN_SECONDS, maps_errors
+from parley.cancelling import cancel_and_wait
 from parley.chat import ToolCall
 from parley.errors import InvalidArgument
 from parley.sessions.registry import AnySession, SessionRegistry
@@ -236,8 +237,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
             # status goes out; a client still writing when it arrives may report INTERNAL instead (grpcio).
             await asyncio.wait([reader], timeout=DRAIN_SECONDS)
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await cancel_and_wait([reader])
             session.detach_stream(stream)
 
     @staticmethod

@@ -23,6 +23,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from parley.cancelling import cancel_and_wait
+
 log = logging.getLogger("parley.mcp")
 
 MAX_RESULT_CHARS = 16_000  # a tool result enters the chat context: keep it bounded
@@ -181,8 +183,7 @@ class McpConnection:
         try:
             await asyncio.wait_for(asyncio.shield(task), CLOSE_TIMEOUT_SECONDS)
         except TimeoutError:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task])
 
 
 async def _list_tools(client: Client) -> list[McpTool]:

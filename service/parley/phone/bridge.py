@@ -31,6 +31,7 @@ import grpc
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from parley.audio.encodings import Encoding
+from parley.cancelling import cancel_and_wait
 from parley.fleet.routing import session_metadata
 from parley.phone import protocol
 from parley.v1 import agent_session_service_pb2 as pb
@@ -172,9 +173,7 @@ class PhoneCall:
         inbound = asyncio.create_task(self._inbound(call))
         outbound = asyncio.create_task(self._outbound(call))
         done, pending = await asyncio.wait((inbound, outbound), return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(pending)
         for task in done:
             task.result()  # a refused call or a gRPC error surfaces here
 

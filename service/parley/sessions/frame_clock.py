@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from parley.cancelling import cancel_and_wait
 from parley.sessions.clock import LOOP_CLOCK, Clock
 
 FRAME_MS = 20
@@ -92,8 +93,7 @@ class FrameClock:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def _run(self) -> None:

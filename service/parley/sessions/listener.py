@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from parley.cancelling import cancel_and_wait
 from parley.providers.base import STT, VAD, Transcript, TurnDetector, VADEventType
 from parley.sessions.clock import Clock, Timer
 from parley.sessions.config import TurnDetectionConfig
-from parley.sessions.tasks import cancel_and_wait
 
 RECOGNIZE_BATCH_MS = 100  # audio is handed to the recognizer in batches (a final never waits for one)
 EARLY_FINAL_MS = 150  # quiet voice this long asks for the final transcript (the VAD's hangover runs on)

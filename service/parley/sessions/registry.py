@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from parley.cancelling import cancel_and_wait
 from parley.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -136,8 +137,7 @@ class SessionRegistry:
         """Refuse new sessions, close every open one, stop the reaper."""
         self._accepting = False
         if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+            await cancel_and_wait([self._reaper])
             self._reaper = None
         await asyncio.gather(*(s.close(reason) for s in list(self._active.values())))
         for session in list(self._active.values()):

@@ -26,11 +26,11 @@ import numpy as np
 
 from parley.audio.mixer import Mixer
 from parley.audio.pcm import StreamResampler
+from parley.cancelling import cancel_and_wait
 from parley.errors import ResourceExhausted
 from parley.providers.base import TTS, ProviderError
 from parley.providers.text import segments
 from parley.sessions.states import UtteranceState
-from parley.sessions.tasks import cancel_and_wait
 from parley.sessions.utterance import Utterance
 
 log = logging.getLogger("parley.speech")

@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any
 
-log = logging.getLogger("parley.tasks")
-
-TASK_END_SECONDS = 2.0  # how long a closing session waits for a cancelled task to end
-
-
-async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, timeout: float = TASK_END_SECONDS) -> None:
-    """Cancel `tasks` and wait for them to end, but not forever.
-
-    A task that swallows its cancellation is a bug, but it must not keep a
-    session from closing (nor the server from stopping): it is logged by
-    name and left behind.
-    """
-    pending = [task for task in tasks if not task.done()]
-    for task in pending:
-        task.cancel()
-    if not pending:
-        return
-    _, stuck = await asyncio.wait(pending, timeout=timeout)
-    for task in stuck:
-        log.error("a task did not end when cancelled", extra={"task": task.get_name()})
+from parley.cancelling import cancel_and_wait
 
 
 class BackgroundTasks:

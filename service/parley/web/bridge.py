@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from parley.cancelling import cancel_and_wait
 from parley.fleet.routing import session_metadata
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import audio_pb2
@@ -71,9 +72,7 @@ class Tab:
                 if failure is not None and not isinstance(failure, GONE):
                     log.error("tab failed", exc_info=failure, extra={"session": self.session})
         finally:
-            for task in (receiving, ended):
-                task.cancel()
-            await asyncio.gather(receiving, ended, return_exceptions=True)
+            await cancel_and_wait([receiving, ended])
             await self._release(self._end_reason)
             with contextlib.suppress(*GONE):
                 await self.websocket.close(1000)
@@ -187,8 +186,7 @@ class Tab:
     async def _release(self, reason: str) -> None:
         """End the call and close the session (idempotent: it may have closed already); never raises."""
         if self._forward is not None:
-            self._forward.cancel()
-            await asyncio.gather(self._forward, return_exceptions=True)
+            await cancel_and_wait([self._forward])
         call, self._call = self._call, None
         if call is not None:
             call.cancel()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from parley.cancelling import cancel_and_wait
 from parley.providers.base import TTS, ProviderError, SpeechChunk
 from parley.providers.text import segments
 from parley.providers.workers import Workers
@@ -66,6 +67,4 @@ class SegmentedTTS(TTS):
                     yield SpeechChunk(audio.pcm[start:end], starts)
                 words_before += len(piece.split())
         finally:
-            if not pending.done():
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
+            await cancel_and_wait([pending])
