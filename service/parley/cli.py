@@ -111,9 +111,14 @@ def _nginx_config(args: argparse.Namespace) -> int:
                 replicas += nginx.consecutive_replicas(args.host, args.port, args.start_port, args.workers,
                                                        args.replica_id)
             fleet = nginx.Listed(replicas)
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
         settings = nginx.NginxSettings(
             listen=args.listen, fleet=fleet, worker_processes=args.worker_processes, pid=args.pid,
             error_log=args.error_log, temp_dir=args.temp_dir, user=args.user,
+            tls=nginx.ProxyTls(args.tls_cert, args.tls_key) if args.tls_cert else None,
+            upstream_tls=nginx.UpstreamTls(args.upstream_tls_ca, args.upstream_tls_name) if args.upstream_tls_ca
+            else None,
         )
     except ValueError as exc:
         print(f"nginx-config: {exc}", file=sys.stderr)
@@ -223,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--error-log", default="stderr")
     proxy.add_argument("--temp-dir", default="", help="where nginx may spill request bodies")
     proxy.add_argument("--user", default="", help="the nginx workers' user")
+    proxy.add_argument("--tls-cert", default="",
+                       help="serve clients over TLS: certificate chain (PEM) on nginx's machine")
+    proxy.add_argument("--tls-key", default="", help="with --tls-cert: its key (PEM)")
+    proxy.add_argument("--upstream-tls-ca", default="",
+                       help="the replicas serve TLS (their --tls-cert): the CA bundle nginx checks them with")
+    proxy.add_argument("--upstream-tls-name", default="localhost",
+                       help="with --upstream-tls-ca: the host name every replica's certificate carries")
     proxy.set_defaults(run=_nginx_config)
     return parser
 

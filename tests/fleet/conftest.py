@@ -1,4 +1,4 @@
-"""Fixtures of the scale-out tests: fleets of real processes behind a real HAProxy."""
+"""Fixtures of the scale-out tests: fleets of real processes behind a real nginx."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.fleet.support import Fleet
 
 @pytest.fixture
 async def make_fleet(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Fleet]]]:
-    """Start fleets (`Fleet(...)` arguments; `proxied` = how many workers HAProxy names); all stop at the end."""
+    """Start fleets (`Fleet(...)` arguments; `proxied` = how many workers nginx names); all stop at the end."""
     fleets: list[Fleet] = []
 
     async def make(proxied: int | None = None, **kwargs) -> Fleet:

@@ -25,11 +25,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parley.fleet.nginx import Listed as ListedReplicas
-from parley.fleet.nginx import NginxSettings, Replica, consecutive_replicas, render
+from parley.fleet.nginx import NginxSettings, ProxyTls, Replica, UpstreamTls, consecutive_replicas, render
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS
+from tests.pki import Pki
 
 STAND_IN_START = pb.StartRequest(config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS))
 
@@ -72,14 +73,31 @@ async def wait_until(predicate: Callable[[], object], timeout: float, what: str,
         await asyncio.sleep(poll)
 
 
-async def serving(address: str) -> bool:
+def channel_to(address: str, ca: bytes | None = None) -> grpc.aio.Channel:
+    """A channel to `address`: TLS checked against `ca` when given, else plaintext."""
+    if ca is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca))
+
+
+async def serving(address: str, ca: bytes | None = None) -> bool:
     """The gRPC server at `address` answers health with SERVING."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with channel_to(address, ca) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.aio.AioRpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@dataclass(frozen=True)
+class FleetTls:
+    """Which hops speak TLS, with the certificates of `pki` (the server's names localhost and 127.0.0.1)."""
+
+    pki: Pki
+    clients: bool = True  # clients -> nginx
+    replicas: bool = True  # nginx -> the workers (and the tests' own health checks)
+    replica_name: str = "localhost"  # the name nginx expects on the workers' certificates
 
 
 @dataclass
@@ -90,6 +108,7 @@ class Fleet:
     workers: int = 3
     flags: tuple[str, ...] = ()  # more `parley serve` flags
     env: dict[str, str] = field(default_factory=dict)
+    tls: FleetTls | None = None
     address: str = ""
     port: int = 0  # the first worker's --port
     start_port: int = 0  # the first worker's --start-port
@@ -119,12 +138,23 @@ class Fleet:
     def config_path(self) -> Path:
         return self.directory / "nginx.conf"
 
+    def channel(self) -> grpc.aio.Channel:
+        """A client's channel to the proxy."""
+        return channel_to(self.address, self.tls.pki.ca if self.tls and self.tls.clients else None)
+
+    @property
+    def _replica_ca(self) -> bytes | None:
+        return self.tls.pki.ca if self.tls and self.tls.replicas else None
+
     def nginx_settings(self, proxied: int | None = None) -> NginxSettings:
         temp = self.directory / "nginx-temp"
         temp.mkdir(exist_ok=True)
+        pki = self.tls.pki if self.tls else None
         return NginxSettings(
             listen=self.address, fleet=ListedReplicas(self.replicas(proxied)), worker_processes="1",
             pid=str(self.directory / "nginx.pid"), temp_dir=str(temp), user="root" if os.geteuid() == 0 else "",
+            tls=ProxyTls(str(pki.server_cert), str(pki.server_key)) if pki and self.tls.clients else None,
+            upstream_tls=UpstreamTls(str(pki.ca_file), self.tls.replica_name) if pki and self.tls.replicas else None,
         )
 
     async def start(self, proxied: int | None = None) -> None:
@@ -132,11 +162,15 @@ class Fleet:
         base = free_port_block(2 * self.workers + 1)
         self.address = f"127.0.0.1:{base}"
         self.port, self.start_port = base + 1, base + 1 + self.workers
+        tls_flags: tuple[str, ...] = ()
+        if self.tls and self.tls.replicas:
+            tls_flags = ("--tls-cert", str(self.tls.pki.server_cert), "--tls-key", str(self.tls.pki.server_key))
         with open(self.supervisor_log, "wb") as log:
             self.supervisor = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "parley.cli", "serve", "--workers", str(self.workers),
                 "--port", str(self.port), "--start-port", str(self.start_port), "--warm-up", "false",
-                "--log-level", "INFO", "--allow-stand-in-providers", *self.flags, stderr=log, env={**os.environ, **self.env},
+                "--log-level", "INFO", "--allow-stand-in-providers", *tls_flags, *self.flags, stderr=log,
+                env={**os.environ, **self.env},
             )
         for replica in self.replicas():
             await self.wait_serving(replica.id)
@@ -152,7 +186,7 @@ class Fleet:
         """Until `replica` answers health SERVING on its port (a restarted one included)."""
         address = self.worker_address(replica)
         deadline = time.monotonic() + timeout
-        while not await serving(address):
+        while not await serving(address, self._replica_ca):
             self._check_alive()
             assert time.monotonic() < deadline, f"{replica} never served; log: {self.logs()}"
             await asyncio.sleep(0.1)

@@ -1,4 +1,4 @@
-"""Behind HAProxy, every call of a session reaches the worker that owns it; Start goes to any of them."""
+"""Behind nginx, every call of a session reaches the worker that owns it; Start goes to any of them."""
 
 from __future__ import annotations
 

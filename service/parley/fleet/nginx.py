@@ -13,6 +13,11 @@ Routing (docs/architecture.md, "Scale-out"):
   connection is the signal it does act on.
 - Everything else (List, health, reflection) goes to any replica.
 
+TLS, each hop on its own: `ProxyTls` makes nginx terminate TLS for the
+clients (the usual case: replicas on a private network behind it), and
+`UpstreamTls` makes it speak TLS to replicas that serve it (`--tls-cert`),
+checking their certificates against a CA and one name they all carry.
+
 Two ways to know the replicas:
 
 - `Listed`: a fixed list (the workers of `parley serve --workers N`, or
@@ -87,6 +92,31 @@ class Discovered:
 
 
 @dataclass(frozen=True)
+class ProxyTls:
+    """nginx answers clients over TLS with this certificate chain and key (PEM files on nginx's machine)."""
+
+    cert: str
+    key: str
+
+    def __post_init__(self) -> None:
+        _check_path(self.cert, "the proxy's TLS certificate")
+        _check_path(self.key, "the proxy's TLS key")
+
+
+@dataclass(frozen=True)
+class UpstreamTls:
+    """nginx reaches the replicas over TLS and accepts a replica's certificate only if `ca` signed it for `name`."""
+
+    ca: str
+    name: str
+
+    def __post_init__(self) -> None:
+        _check_path(self.ca, "the replicas' CA bundle")
+        if not re.fullmatch(r"[A-Za-z0-9.-]+", self.name):
+            raise ValueError(f"{self.name!r}: the replicas' certificate name must be a host name")
+
+
+@dataclass(frozen=True)
 class NginxSettings:
     listen: str  # host:port clients connect to
     fleet: Listed | Discovered
@@ -96,6 +126,8 @@ class NginxSettings:
     error_log: str = "stderr"
     temp_dir: str = ""  # where nginx may spill request bodies ("": its compiled-in paths)
     user: str = ""  # the workers' user ("": nginx's default)
+    tls: ProxyTls | None = None  # None: clients connect in plaintext
+    upstream_tls: UpstreamTls | None = None  # None: the replicas are reached in plaintext
 
     def __post_init__(self) -> None:
         split_address(self.listen)
@@ -136,26 +168,43 @@ def render(settings: NginxSettings) -> str:
         f"    grpc_read_timeout {settings.idle_timeout};",
         f"    grpc_send_timeout {settings.idle_timeout};",
         "    grpc_socket_keepalive on;",
-        "",
     ]
+    if settings.upstream_tls is not None:
+        lines += [
+            "    # the replicas serve TLS: their certificates must chain to this CA and name this host",
+            f"    grpc_ssl_trusted_certificate {settings.upstream_tls.ca};",
+            "    grpc_ssl_verify on;",
+            f"    grpc_ssl_name {settings.upstream_tls.name};",
+            "    grpc_ssl_server_name on;",
+            "    grpc_ssl_protocols TLSv1.2 TLSv1.3;",
+        ]
+    lines.append("")
     lines += _discovered(fleet) if isinstance(fleet, Discovered) else _listed(fleet)
+    scheme = "grpc" if settings.upstream_tls is None else "grpcs"
+    lines += ["", "    server {"]
+    if settings.tls is None:
+        lines.append(f"        listen {settings.listen} http2;")
+    else:
+        lines += [
+            f"        listen {settings.listen} ssl http2;",
+            f"        ssl_certificate {settings.tls.cert};",
+            f"        ssl_certificate_key {settings.tls.key};",
+            "        ssl_protocols TLSv1.2 TLSv1.3;",
+        ]
     lines += [
-        "",
-        "    server {",
-        f"        listen {settings.listen} http2;",
         f"        location = {START_METHOD} {{",
         "            # a refused connection (draining or gone) is retried on the next replica",
         "            grpc_next_upstream error timeout;",
     ]
     if isinstance(fleet, Discovered):
         lines += [f'            set $parley_start "{fleet.ready_host}:{fleet.start_port}";',
-                  "            grpc_pass grpc://$parley_start;"]
+                  f"            grpc_pass {scheme}://$parley_start;"]
     else:
-        lines.append("            grpc_pass grpc://parley_start;")
+        lines.append(f"            grpc_pass {scheme}://parley_start;")
     lines += [
         "        }",
         "        location / {",
-        "            grpc_pass grpc://$parley_route;",
+        f"            grpc_pass {scheme}://$parley_route;",
         "        }",
         "    }",
         "}",
@@ -193,6 +242,11 @@ def consecutive_replicas(host: str, port: int, start_port: int, count: int, repl
     """The workers of `parley serve --workers count --port port --start-port start_port` on `host`."""
     return [Replica(worker_replica_id(replica_id, i), f"{host}:{port + i}", f"{host}:{start_port + i}")
             for i in range(count)]
+
+
+def _check_path(path: str, what: str) -> None:
+    if not path or re.search(r"[\s;{}\"']", path):
+        raise ValueError(f"{what}: {path!r} must be a path without spaces, quotes, braces or ';'")
 
 
 def split_address(address: str) -> tuple[str, int]:
