@@ -27,17 +27,23 @@ async def refused_start(stub: pb_grpc.AgentSessionServiceStub) -> None:
     assert error_details(err.value)[1] == "DRAINING"
 
 
+async def drain_with_a_live_session(
+        proc: asyncio.subprocess.Process, channel: grpc.aio.Channel,
+) -> tuple[pb_grpc.AgentSessionServiceStub, str, grpc.aio.UnaryStreamCall]:
+    """Start a session and watch its events, SIGTERM the server, see health turn NOT_SERVING."""
+    stub = pb_grpc.AgentSessionServiceStub(channel)
+    session = (await stub.Start(START)).session.name
+    events = stub.WatchEvents(pb.WatchEventsRequest(session=session))
+    health_updates = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+    assert (await health_updates.read()).status == SERVING
+    proc.send_signal(signal.SIGTERM)
+    assert (await health_updates.read()).status == NOT_SERVING
+    return stub, session, events
+
+
 async def test_sigterm_lets_the_live_session_finish_then_exits_zero() -> None:
     async with server_process("--allow-stand-in-providers") as (proc, channel):
-        stub = pb_grpc.AgentSessionServiceStub(channel)
-        session = (await stub.Start(START)).session.name
-        events = stub.WatchEvents(pb.WatchEventsRequest(session=session))
-        health_updates = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
-        assert (await health_updates.read()).status == SERVING
-
-        proc.send_signal(signal.SIGTERM)
-
-        assert (await health_updates.read()).status == NOT_SERVING
+        stub, session, events = await drain_with_a_live_session(proc, channel)
         await refused_start(stub)
         # the live session is served as before: it speaks, and answers every call
         said = (await stub.Say(pb.SayRequest(session=session, text="still here"))).utterance
@@ -56,13 +62,7 @@ async def test_sigterm_lets_the_live_session_finish_then_exits_zero() -> None:
 
 async def test_sigint_during_a_drain_closes_the_sessions_at_once() -> None:
     async with server_process("--allow-stand-in-providers", "--drain-timeout", "600") as (proc, channel):
-        stub = pb_grpc.AgentSessionServiceStub(channel)
-        session = (await stub.Start(START)).session.name
-        events = stub.WatchEvents(pb.WatchEventsRequest(session=session))
-        health_updates = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
-        assert (await health_updates.read()).status == SERVING
-        proc.send_signal(signal.SIGTERM)
-        assert (await health_updates.read()).status == NOT_SERVING
+        _, _, events = await drain_with_a_live_session(proc, channel)
 
         proc.send_signal(signal.SIGINT)
 
