@@ -11,8 +11,12 @@ figures move from run to run on a shared machine: each N runs `--rounds`
 times (3) and the round with the median p99 is reported.
 
 Stand-in providers first (the engine's own cost), then the default
-providers (espeak, Whisper, WebRTC VAD, the local model). Then the memory of
-200 idle sessions. Writes bench/results/capacity.json and prints tables.
+providers (espeak, Whisper, WebRTC VAD, the local model), where the time
+from the end of a caller's speech to its final transcript shows what the
+callers wait for the recognizer as they add up (the models run below the
+audio loop's priority: frames stay on time, answers come later). Then the
+memory of 200 idle sessions. Writes bench/results/capacity.json and prints
+tables.
 """
 
 from __future__ import annotations
@@ -134,7 +138,15 @@ def print_row(row: dict) -> None:
           f"client {p['client_cpu'] * 100:3.0f}% speaking {p['speaking_share'] * 100:3.0f}% "
           f"say->frame p50 {say if say is None else round(say)} p99 "
           f"{p['say_to_first_frame_ms_p99'] if say is None else round(p['say_to_first_frame_ms_p99'])} ms"
-          + (f" errors {p['errors']}" if p["errors"] else ""), flush=True)
+          + _transcripts(p) + (f" errors {p['errors']}" if p["errors"] else ""), flush=True)
+
+
+def _transcripts(p: dict) -> str:
+    """Final transcript after the end of the caller's speech, and the share of stretches that got one."""
+    if p.get("final_transcript_ms_p50") is None:
+        return ""
+    return (f" transcript p50 {p['final_transcript_ms_p50']:.0f} p99 {p['final_transcript_ms_p99']:.0f} ms"
+            f" ({p['transcribed_share'] * 100:.0f} %)")
 
 
 async def series(steps: tuple[int, ...], default: bool, rounds: int) -> list[dict]:

@@ -16,7 +16,10 @@ processes (bench/bench_scale.py).
 
 Frame lateness = arrival - (t0 + i x 20 ms) for frame i, the first second
 skipped, where t0 is the earliest that schedule allows (the smallest
-arrival - i x 20 ms seen): a late first frame hides nothing. Say -> first
+arrival - i x 20 ms seen): a late first frame hides nothing. Final
+transcript = its event's arrival - the moment the chunk holding the
+stretch's last voiced sample was sent, once per stretch: how long the
+recognizer makes a caller wait as callers add up. Say -> first
 frame is timed only for a Say made while the agent was idle or listening
 (not one queued behind the session's own speech) and the caller silent,
 and not if the caller starts talking before it is heard (speech waits for
@@ -95,6 +98,9 @@ class Caller:
     gaps: int = 0
     dropped_reported: int = 0
     say_latency: list[float] = field(default_factory=list)
+    voice_ends: int = 0  # stretches of speech whose last voiced chunk was sent while measuring
+    voice_end_sent: float | None = None  # when the current stretch's last voiced chunk went out
+    transcript_latency: list[float] = field(default_factory=list)
     said_at: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -107,8 +113,9 @@ class Caller:
         """The header a proxy routes the session's calls by (none for the bare echo)."""
         return session_metadata(self.name)
 
-    def next_chunk(self, tick: int) -> bytes:
-        return self.audio[(tick + self.offset) % len(self.audio)]
+    def position(self, tick: int) -> int:
+        """Which chunk of the cycle goes out at `tick`."""
+        return (tick + self.offset) % len(self.audio)
 
 
 async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> None:
@@ -174,6 +181,10 @@ async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
                 caller.caller_speaking = event.user_state_changed.new_state == session_pb2.USER_STATE_SPEAKING
                 if caller.caller_speaking:
                     caller.said_at.clear()  # speech that waits for the caller to finish is not the TTS's latency
+            elif kind == "transcript" and event.transcript.is_final and caller.voice_end_sent is not None:
+                if not stop.is_set():
+                    caller.transcript_latency.append((now - caller.voice_end_sent) * 1000)
+                caller.voice_end_sent = None
             elif kind == "frames_dropped":
                 caller.dropped_reported += event.frames_dropped.count
             elif kind == "utterance_updated" and not stop.is_set():
@@ -186,17 +197,21 @@ async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
             caller.errors.append(f"{exc.code().name}: {exc.details()}")
 
 
-async def send(caller: Caller, stop: asyncio.Event) -> None:
+async def send(caller: Caller, stop: asyncio.Event, last_voiced: int, measuring: asyncio.Event) -> None:
     """The caller's audio: a 20 ms chunk on an absolute 20 ms schedule."""
     assert caller.call is not None
     start = time.monotonic()
     tick = 0
     while not stop.is_set():
+        position = caller.position(tick)
         try:
-            await caller.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=caller.next_chunk(tick))))
+            await caller.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=caller.audio[position])))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             caller.errors.append(f"write: {exc}")
             return
+        if position == last_voiced and measuring.is_set():
+            caller.voice_end_sent = time.monotonic()
+            caller.voice_ends += 1
         tick += 1
         await asyncio.sleep(max(0.0, start + tick * 0.02 - time.monotonic()))
 
@@ -206,6 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     cycle = np.zeros(int(VOICE_EVERY_S * 16000), dtype=np.int16)
     cycle[: len(voice)] = voice[: len(cycle)]
     chunks = [cycle[i:i + CHUNK].astype("<i2").tobytes() for i in range(0, len(cycle), CHUNK)]
+    last_voiced = max(i for i in range(len(chunks)) if np.abs(cycle[i * CHUNK:(i + 1) * CHUNK]).max() > 500)
     rng = random.Random(args.sessions)
     callers = []
     for i in range(args.sessions):
@@ -215,12 +231,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     await asyncio.gather(*(c.channel.channel_ready() for c in callers))
     for caller in callers:
         await start_caller(caller, args.echo, args.default_providers)
-    stop = asyncio.Event()
+    stop, measuring = asyncio.Event(), asyncio.Event()
     readers = [asyncio.create_task(read(c, stop, args.echo)) for c in callers]
-    senders = [asyncio.create_task(send(c, stop)) for c in callers]
+    senders = [asyncio.create_task(send(c, stop, last_voiced, measuring)) for c in callers]
     if not args.echo:
         await asyncio.gather(*(say(c, stop) for c in callers))
     print(MEASURING, flush=True)
+    measuring.set()
     began = time.monotonic()
     await asyncio.sleep(args.seconds)
     stop.set()
@@ -236,6 +253,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     await asyncio.gather(*(c.channel.close() for c in callers))
     lateness = np.array([x for c in callers for x in c.lateness()] or [0.0])
     say_latency = [x for c in callers for x in c.say_latency]
+    transcript_latency = [x for c in callers for x in c.transcript_latency]
+    voice_ends = sum(c.voice_ends for c in callers)
     frames = sum(c.frames for c in callers)
     return {
         "sessions": args.sessions, "seconds": measured, "frames": frames,
@@ -245,6 +264,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "speaking_share": sum(c.speech_frames for c in callers) / max(1, frames),
         "say_to_first_frame_ms_p50": float(np.percentile(say_latency, 50)) if say_latency else None,
         "say_to_first_frame_ms_p99": float(np.percentile(say_latency, 99)) if say_latency else None,
+        "final_transcript_ms_p50": float(np.percentile(transcript_latency, 50)) if transcript_latency else None,
+        "final_transcript_ms_p99": float(np.percentile(transcript_latency, 99)) if transcript_latency else None,
+        "transcribed_share": len(transcript_latency) / voice_ends if voice_ends else None,
         "errors": sorted({e for c in callers for e in c.errors})[:5],
     }
 
