@@ -93,7 +93,7 @@ def _phone(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    asyncio.run(serve(settings, args.host, args.port, args.path))
+    asyncio.run(serve(settings, args.host, args.port, args.path, args.page))
     return 0
 
 

@@ -29,13 +29,18 @@ async def serving_address(proc: asyncio.subprocess.Process) -> str:
     raise AssertionError("no serving line")
 
 
-async def test_parley_phone_serves_calls_and_stops_on_sigterm(server, stub) -> None:  # type: ignore[no-untyped-def]
+async def start_phone_command(parley_port: int, *flags: str) -> asyncio.subprocess.Process:
+    """`parley phone` on a free port, its calls starting stand-in sessions on the server at `parley_port`."""
     providers = json_format.MessageToJson(STAND_IN_PROVIDERS)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "parley.cli", "phone", "--port", "0", "--lead-ms", "0",
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "phone", "--port", "0", "--lead-ms", "0", *flags,
         "--session-config", f'{{"providers": {providers}, "instructions": "Answer the phone."}}',
-        env={**os.environ, "PARLEY_ADDRESS": f"127.0.0.1:{server.port}"}, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PARLEY_ADDRESS": f"127.0.0.1:{parley_port}"}, stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def test_parley_phone_serves_calls_and_stops_on_sigterm(server, stub) -> None:  # type: ignore[no-untyped-def]
+    proc = await start_phone_command(server.port)
     try:
         address = await serving_address(proc)
         async with httpx.AsyncClient() as http:
@@ -46,6 +51,30 @@ async def test_parley_phone_serves_calls_and_stops_on_sigterm(server, stub) -> N
         session = (await stub.List(pb.ListRequest())).sessions[0]
         assert session.config.instructions == "Answer the phone."
         assert session.config.providers.tts.name == "tone"
+        await provider.hang_up()
+        await provider.wait_for(lambda: provider.closed)
+        await provider.aclose()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_with_page_the_browser_page_and_phone_calls_share_one_port(server, stub) -> None:  # type: ignore[no-untyped-def]
+    proc = await start_phone_command(server.port, "--page")
+    try:
+        address = await serving_address(proc)
+        async with httpx.AsyncClient() as http:
+            assert "<title>Parley" in (await http.get(f"http://{address}/")).text
+            status = (await http.get(f"http://{address}/api/status")).json()
+            assert status["server"]["status"] == "SERVING"
+            assert (await http.get(f"http://{address}/healthz")).text == "ok"
+        provider = Provider(f"ws://{address}/phone")
+        await provider.open()
+        await provider.wait_for(lambda: len(provider.of("media")) >= 3)
+        assert len((await stub.List(pb.ListRequest())).sessions) == 1
         await provider.hang_up()
         await provider.wait_for(lambda: provider.closed)
         await provider.aclose()

@@ -14,6 +14,8 @@ from starlette.websockets import WebSocket
 
 from parley.phone.bridge import PhoneCall, PhoneSettings
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
+from parley.web.app import create_app
+from parley.web.settings import WebSettings
 
 DEFAULT_PATH = "/phone"
 
@@ -53,18 +55,24 @@ def phone_routes(bridge: PhoneBridge, path: str = DEFAULT_PATH) -> list[BaseRout
     return [WebSocketRoute(path, bridge.handle)]
 
 
-def phone_app(settings: PhoneSettings, path: str = DEFAULT_PATH) -> Starlette:
-    """An app serving only the bridge (and GET /healthz), as `parley phone` runs it."""
-    bridge = PhoneBridge(settings)
+async def _healthz(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
 
-    async def healthz(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
+
+def phone_app(settings: PhoneSettings, path: str = DEFAULT_PATH, page: WebSettings | None = None) -> Starlette:
+    """The bridge and GET /healthz, as `parley phone` runs it; with `page`, on `parley web`'s app (one port)."""
+    bridge = PhoneBridge(settings)
+    routes = [*phone_routes(bridge, path), Route("/healthz", _healthz)]
+    if page is not None:
+        app = create_app(page, routes, on_close=[bridge.aclose])
+        app.state.bridge = bridge
+        return app
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await bridge.aclose()
 
-    app = Starlette(routes=[*phone_routes(bridge, path), Route("/healthz", healthz)], lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.bridge = bridge
     return app

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parley.phone")
 
+MAX_MESSAGE_BYTES = 64 * 1024  # a media message carries 20 ms of G.711 (about 300 bytes of JSON); larger: 1009
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
@@ -47,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secret", default=env("PARLEY_PHONE_SECRET", ""),
                         help="when set, a call's start.customParameters.secret must equal it "
                              "(env PARLEY_PHONE_SECRET)")
+    parser.add_argument("--page", action="store_true",
+                        help="also serve `parley web`'s page (microphone, speaker, events) on the same port")
     parser.add_argument("--log-level", default=env("PARLEY_LOG_LEVEL", "INFO"))
 
 
@@ -69,11 +73,12 @@ def settings_from(args: argparse.Namespace) -> PhoneSettings:
                          secret=args.secret)
 
 
-async def serve(settings: PhoneSettings, host: str, port: int, path: str) -> None:
-    """Serve until SIGINT / SIGTERM (uvicorn handles both: open calls get their close)."""
+async def serve(settings: PhoneSettings, host: str, port: int, path: str, page: bool = False) -> None:
+    """Serve until SIGINT / SIGTERM (uvicorn handles both: open calls get their close); `page`: the web page too."""
     import uvicorn
 
     from parley.phone.app import phone_app
+    from parley.web.settings import WebSettings
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -89,13 +94,16 @@ async def serve(settings: PhoneSettings, host: str, port: int, path: str) -> Non
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-    app = phone_app(settings, path)
-    server = Server(uvicorn.Config(app, ws="websockets-sansio", log_config=None, lifespan="on", access_log=False))
+    web = WebSettings(address=settings.address, token=settings.token, host=host, port=port) if page else None
+    app = phone_app(settings, path, web)
+    server = Server(uvicorn.Config(app, ws="websockets-sansio", log_config=None, lifespan="on", access_log=False,
+                                   ws_max_size=web.max_message_bytes if web else MAX_MESSAGE_BYTES))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))  # bound and listening here, so the log can name the port even when 0 picked it,
     sock.listen(2048)  # and a client that read it can connect at once (it is accepted once uvicorn runs)
     bound = sock.getsockname()
-    log.info("serving", extra={"address": f"{bound[0]}:{bound[1]}", "path": path, "parley": settings.address})
+    log.info("serving", extra={"address": f"{bound[0]}:{bound[1]}", "path": path, "parley": settings.address,
+                               "page": page})
     await server.serve(sockets=[sock])

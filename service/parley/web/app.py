@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
@@ -28,10 +28,12 @@ STATIC = Path(str(files("parley.web").joinpath("static")))
 PAGE_STAGES = ("stt", "llm", "tts")  # the providers the page lets one choose
 
 
-def create_app(settings: WebSettings, routes: Sequence[BaseRoute] = ()) -> Starlette:
+def create_app(settings: WebSettings, routes: Sequence[BaseRoute] = (),
+               on_close: Sequence[Callable[[], Awaitable[None]]] = ()) -> Starlette:
     """The page at /, its files under /static, GET /api/status, the bridge at /ws, then `routes`.
 
-    `app.state.parley` is the ParleyClient (channel, stub, token) that extra routes share.
+    `app.state.parley` is the ParleyClient (channel, stub, token) that extra routes share; `on_close`
+    is awaited when the app shuts down (the extra routes' own clean-up).
     """
 
     @contextlib.asynccontextmanager
@@ -40,6 +42,8 @@ def create_app(settings: WebSettings, routes: Sequence[BaseRoute] = ()) -> Starl
         try:
             yield
         finally:
+            for close in on_close:
+                await close()
             await app.state.parley.close()
 
     return Starlette(
