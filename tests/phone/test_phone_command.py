@@ -39,6 +39,16 @@ async def start_phone_command(parley_port: int, *flags: str) -> asyncio.subproce
     )
 
 
+async def close_code_after_sending(address: str, size: int) -> int | None:
+    """A call that sends one message of `size` bytes: how its socket closes."""
+    caller = Provider(f"ws://{address}/phone")
+    await caller.open()
+    await caller.send("x" * size)
+    await caller.wait_for(lambda: caller.closed)
+    await caller.aclose()
+    return caller.close_code
+
+
 async def test_parley_phone_serves_calls_and_stops_on_sigterm(server, stub) -> None:  # type: ignore[no-untyped-def]
     proc = await start_phone_command(server.port)
     try:
@@ -54,6 +64,7 @@ async def test_parley_phone_serves_calls_and_stops_on_sigterm(server, stub) -> N
         await provider.hang_up()
         await provider.wait_for(lambda: provider.closed)
         await provider.aclose()
+        assert await close_code_after_sending(address, 70 * 1024) == 1009  # over the bridge's 64 KiB
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:
@@ -78,6 +89,9 @@ async def test_with_page_the_browser_page_and_phone_calls_share_one_port(server,
         await provider.hang_up()
         await provider.wait_for(lambda: provider.closed)
         await provider.aclose()
+        assert await close_code_after_sending(address, 300 * 1024) == 1009  # over the page's 256 KiB
+        async with httpx.AsyncClient() as http:  # the socket closed, the server serves on
+            assert (await http.get(f"http://{address}/healthz")).text == "ok"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:
