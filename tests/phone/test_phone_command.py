@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 from google.protobuf import json_format
@@ -29,14 +31,38 @@ async def serving_address(proc: asyncio.subprocess.Process) -> str:
     raise AssertionError("no serving line")
 
 
-async def start_phone_command(parley_port: int, *flags: str) -> asyncio.subprocess.Process:
-    """`parley phone` on a free port, its calls starting stand-in sessions on the server at `parley_port`."""
+@contextlib.asynccontextmanager
+async def phone_command(parley_port: int, *flags: str) -> AsyncIterator[str]:
+    """`parley phone` on a free port (its address), calls starting stand-in sessions on the server at
+    `parley_port`; stopped with SIGTERM at the end, which it must obey with exit status 0."""
     providers = json_format.MessageToJson(STAND_IN_PROVIDERS)
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "parley.cli", "phone", "--port", "0", "--lead-ms", "0", *flags,
         "--session-config", f'{{"providers": {providers}, "instructions": "Answer the phone."}}',
         env={**os.environ, "PARLEY_ADDRESS": f"127.0.0.1:{parley_port}"}, stderr=asyncio.subprocess.PIPE,
     )
+    try:
+        yield await serving_address(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def call_in_progress(address: str) -> Provider:
+    """A phone call on the bridge at `address` that has started hearing the agent."""
+    provider = Provider(f"ws://{address}/phone")
+    await provider.open()
+    await provider.wait_for(lambda: len(provider.of("media")) >= 3)
+    return provider
+
+
+async def hang_up(provider: Provider) -> None:
+    await provider.hang_up()
+    await provider.wait_for(lambda: provider.closed)
+    await provider.aclose()
 
 
 async def close_code_after_sending(address: str, size: int) -> int | None:
@@ -50,54 +76,28 @@ async def close_code_after_sending(address: str, size: int) -> int | None:
 
 
 async def test_parley_phone_serves_calls_and_stops_on_sigterm(server, stub) -> None:  # type: ignore[no-untyped-def]
-    proc = await start_phone_command(server.port)
-    try:
-        address = await serving_address(proc)
+    async with phone_command(server.port) as address:
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://{address}/healthz")).text == "ok"
-        provider = Provider(f"ws://{address}/phone")
-        await provider.open()
-        await provider.wait_for(lambda: len(provider.of("media")) >= 3)
+        provider = await call_in_progress(address)
         session = (await stub.List(pb.ListRequest())).sessions[0]
         assert session.config.instructions == "Answer the phone."
         assert session.config.providers.tts.name == "tone"
-        await provider.hang_up()
-        await provider.wait_for(lambda: provider.closed)
-        await provider.aclose()
+        await hang_up(provider)
         assert await close_code_after_sending(address, 70 * 1024) == 1009  # over the bridge's 64 KiB
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_with_page_the_browser_page_and_phone_calls_share_one_port(server, stub) -> None:  # type: ignore[no-untyped-def]
-    proc = await start_phone_command(server.port, "--page")
-    try:
-        address = await serving_address(proc)
+    async with phone_command(server.port, "--page") as address:
         async with httpx.AsyncClient() as http:
             assert "<title>Parley" in (await http.get(f"http://{address}/")).text
             status = (await http.get(f"http://{address}/api/status")).json()
             assert status["server"]["status"] == "SERVING"
-            assert (await http.get(f"http://{address}/healthz")).text == "ok"
-        provider = Provider(f"ws://{address}/phone")
-        await provider.open()
-        await provider.wait_for(lambda: len(provider.of("media")) >= 3)
+        await hang_up(await call_in_progress(address))
         assert len((await stub.List(pb.ListRequest())).sessions) == 1
-        await provider.hang_up()
-        await provider.wait_for(lambda: provider.closed)
-        await provider.aclose()
         assert await close_code_after_sending(address, 300 * 1024) == 1009  # over the page's 256 KiB
-        async with httpx.AsyncClient() as http:  # the socket closed, the server serves on
+        async with httpx.AsyncClient() as http:  # that socket closed; the server serves on
             assert (await http.get(f"http://{address}/healthz")).text == "ok"
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_a_bad_session_config_is_a_clear_error() -> None:
