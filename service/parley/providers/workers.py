@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,13 +39,18 @@ def default_thread_count() -> int:
 
 
 def lower_thread_priority(nice: int) -> None:
-    """Lower the calling thread's scheduling priority by `nice` (Linux: a thread's own nice value)."""
-    if nice <= 0:
+    """Lower the calling thread's scheduling priority by `nice`.
+
+    Only Linux gives each thread its own nice value (set through the
+    thread's id); elsewhere that id could name another process, so the
+    thread runs as is.
+    """
+    if nice <= 0 or not sys.platform.startswith("linux"):
         return
     thread = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
-    except (AttributeError, OSError) as exc:  # a platform without per-thread priorities: run as is
+    except OSError as exc:  # e.g. a sandbox that forbids it: run as is
         log.warning("provider threads keep the loop's priority", extra={"error": str(exc)})
 
 
