@@ -1,5 +1,5 @@
-"""Pieces the benchmarks share: free loopback ports, process CPU and memory, a real-time frame reader,
-the load client's window."""
+"""Pieces the benchmarks share (the fleet tests take the port finder too): free loopback ports, process CPU
+and memory, a real-time frame reader, the load client's window."""
 
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ def free_port() -> int:
 
 
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free loopback ports."""
-    while True:
+    """The first of `count` consecutive loopback ports that are free now (the fleet tests use it too)."""
+    for _ in range(200):
         first = free_port()
-        taken = []
+        if first + count >= 65536:
+            continue
+        taken: list[socket.socket] = []
         try:
             for port in range(first, first + count):
                 sock = socket.socket()
@@ -46,6 +48,7 @@ def free_port_block(count: int) -> int:
         finally:
             for sock in taken:
                 sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def cpu_seconds(pid: int) -> float:

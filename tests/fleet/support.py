@@ -24,6 +24,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.common import free_port_block
 from parley.fleet.nginx import Listed as ListedReplicas
 from parley.fleet.nginx import NginxSettings, ProxyTls, Replica, UpstreamTls, consecutive_replicas, render
 from parley.v1 import agent_session_service_pb2 as pb
@@ -40,29 +41,6 @@ def nginx_binary() -> str:
     if found is None:
         pytest.fail("nginx is not installed: `apt-get install -y nginx` (.ci/run does it)")
     return found
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive loopback ports that are free now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count >= 65536:
-            continue
-        taken: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                taken.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in taken:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.05) -> None:
