@@ -139,6 +139,7 @@ class Speaker:
         self._cb = callbacks
         self._max_queued = max_queued
         self._lookahead = int(LOOKAHEAD_SECONDS * mixer.sample_rate)
+        self._refill_space = mixer.speech_limit_samples // 2
         self._queue: deque[SpeechJob] = deque()
         self._playing: _Playing | None = None
         self._closed = False
@@ -182,7 +183,8 @@ class Speaker:
         if playing.complete and not playing.buffered and playing.played >= playing.pushed:
             self._finish(UtteranceState.PLAYED)
             return
-        self._feed(playing)
+        if not playing.buffered or self._mixer.speech_space_samples >= self._refill_space:
+            self._feed(playing)  # refilled in half-queue steps, not a frame's worth after every frame
 
     # -- interruption -------------------------------------------------------------
 
