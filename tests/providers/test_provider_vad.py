@@ -35,7 +35,10 @@ async def test_webrtc_edges_do_not_depend_on_chunk_size(
     speak: Callable[[str], Awaitable[Speech]], workers: Workers
 ) -> None:
     speech = await speak("what is the weather today")
+    whole_frames = run("webrtc", speech.pcm, workers, chunk_ms=30)  # one 30 ms frame per chunk: the fast path
     assert run("webrtc", speech.pcm, workers, chunk_ms=7) == run("webrtc", speech.pcm, workers, chunk_ms=100)
+    assert run("webrtc", speech.pcm, workers, chunk_ms=100) == whole_frames
+    assert len(whole_frames) == 2
 
 
 async def test_webrtc_tracks_speaking_state(speak: Callable[[str], Awaitable[Speech]], workers: Workers) -> None:

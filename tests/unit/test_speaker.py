@@ -92,6 +92,26 @@ async def test_an_utterance_is_played_only_after_its_last_frame(speaker: tuple[S
     assert u.heard_text == "hi there" and u.played_ms == 160
 
 
+async def test_a_long_utterance_refills_the_mixer_in_steps_and_never_runs_dry(
+    speaker: tuple[Speaker, Mixer, Heard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The speech queue is topped up once half of it has played, not after every frame: fewer, larger pushes."""
+    s, mixer, heard = speaker
+    pushes = []
+    push_speech = mixer.push_speech
+    monkeypatch.setattr(mixer, "push_speech", lambda pcm, tag: pushes.append(len(pcm)) or push_speech(pcm, tag))
+    u = say(s, "x" * 100, 1)  # 100 characters x 20 ms = 2 s = 100 frames, ten times the mixer's 200 ms queue
+    await asyncio.sleep(0)  # synthesized and first pushed before the first frame
+    speech_frames = []
+    for _ in range(100):
+        await play(mixer, s, 1)
+        speech_frames.append(mixer.speaking)
+    assert all(speech_frames)  # every frame of the utterance carried speech
+    assert u.state is UtteranceState.PLAYED and u.played_ms == 2000
+    assert len(pushes) <= 100 // 4, f"{len(pushes)} pushes for 100 frames"
+    assert sum(pushes) == 2 * RATE
+
+
 async def test_interrupted_speech_keeps_only_the_words_played_out(speaker: tuple[Speaker, Mixer, Heard]) -> None:
     s, mixer, heard = speaker
     u = say(s, "one two three four", 1)

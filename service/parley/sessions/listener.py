@@ -100,7 +100,7 @@ class Listener:
         end_position = self._position + len(pcm)
         was_speaking = self._vad.speaking
         events = self._vad.process(pcm)
-        if any(e.type is VADEventType.SPEECH_START for e in events):
+        if events and any(e.type is VADEventType.SPEECH_START for e in events):
             self._flush_preroll()  # the words' first syllable came before the VAD noticed
         if self._vad.speaking and self._vad.quiet_ms == 0 and self._finalized:
             self._finalized = False  # the voice came back within the hangover

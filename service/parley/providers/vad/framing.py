@@ -54,6 +54,9 @@ class FramedVADStream(VADStream):
         self._last_loud = 0  # last loud frame index of the current speech
 
     def process(self, pcm: np.ndarray) -> list[VADEvent]:
+        if len(pcm) == self._frame and not len(self._pending):  # the usual case: one whole frame per chunk
+            event = self._step(pcm)
+            return [] if event is None else [event]
         data = np.concatenate([self._pending, pcm.astype(np.int16, copy=False)]) if len(self._pending) else pcm
         events: list[VADEvent] = []
         usable = len(data) - len(data) % self._frame
