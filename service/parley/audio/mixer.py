@@ -83,6 +83,8 @@ class MixedFrame:
     @property
     def tag(self) -> Hashable | None:
         """The tag with the most speech in this frame (the earlier on a tie)."""
+        if len(self.speech) == 1:  # the usual frame: one utterance's speech
+            return self.speech[0][0]
         return max(self.speech, key=lambda s: s[1])[0] if self.speech else None
 
 
@@ -374,7 +376,9 @@ class Mixer:
                 left -= take
                 speech.append((u.tag, take))
         self._pop_done()
-        ended, self._ended = tuple(self._ended), []
+        ended: tuple[SpeechEnd, ...] = ()
+        if self._ended:
+            ended, self._ended = tuple(self._ended), []
         return MixedFrame(self._k.out.tobytes(), n, tuple(speech), ended)
 
     # ---- internals ------------------------------------------------------------------
