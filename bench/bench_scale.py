@@ -42,7 +42,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from common import cpu_seconds, free_port, free_port_block, steady_window
+from common import children, cpu_seconds, free_port, free_port_block, steady_window
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parley.fleet.nginx import Listed, NginxSettings, consecutive_replicas, render
@@ -50,24 +50,6 @@ from parley.fleet.nginx import Listed, NginxSettings, consecutive_replicas, rend
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "scale.json"
 LIMIT_MS = 10.0
-
-
-def children(pid: int, marker: str = "") -> list[int]:
-    """Child processes of `pid` (whose command line contains `marker`)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if ppid == pid and marker in cmdline:
-            found.append(int(entry))
-    return sorted(found)
 
 
 async def serving(address: str, timeout: float = 60) -> None:
@@ -151,7 +133,7 @@ async def behind_nginx(workers: int, directory: Path) -> Setup:
     await serving(f"127.0.0.1:{base}")
     name = f"{workers} worker{'s' if workers > 1 else ''}+nginx"
     return Setup(name, f"127.0.0.1:{base}", [supervisor, nginx], workers=worker_pids,
-                 proxy=[nginx.pid, *children(nginx.pid)])
+                 proxy=[nginx.pid])  # its workers count in its CPU (cpu_seconds takes the process tree)
 
 
 async def measure(setup: Setup, callers: int, seconds: float) -> dict:

@@ -51,18 +51,55 @@ def free_port_block(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free ports")
 
 
+def children(pid: int, marker: str = "") -> list[int]:
+    """Child processes of `pid` (whose command line contains `marker`)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if ppid == pid and marker in cmdline:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (a server's model processes, nginx's workers)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree += children(tree[index])
+        index += 1
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU time of a live process and its descendants (live, or ended and waited for)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: its time moves to its parent's waited-for children's
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / CLOCK_TICKS
 
 
 def rss_kib(pid: int) -> int:
-    """Resident memory of a live process."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """Resident memory of a live process and its live descendants."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return total
 
 
 async def stream_frames(stub, name: str, stop: asyncio.Event, lateness: list[float]) -> None:

@@ -5,18 +5,21 @@ OpenAI's Whisper), so nothing is downloaded. Whisper reads whole utterances:
 push() buffers audio, and every `interim_every_s` of new audio transcribes
 what it has so far as an interim result (skipped while the model is busy with
 another transcription, so interims never make anyone wait); finish()
-transcribes the utterance on the worker pool, with word timings. One
-transcription runs at a time per loaded model; sessions queue for it on the
-event loop.
+transcribes the utterance, with word timings. The model runs in a process
+of its own (`model_process.py`), at the provider threads' lower priority:
+its decoding never holds the GIL the calls' audio needs. One transcription
+runs at a time per model; sessions queue for it on the event loop.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from parley.providers.base import STT, ProviderError, STTStream, Transcript, Word
+from parley.providers.model_process import ModelProcess
 from parley.providers.options import Opt
 from parley.providers.shared import MODELS, SharedModel
 from parley.providers.workers import Workers
@@ -54,15 +57,16 @@ class WhisperSTT(STT):
         self.options = options
         self._workers = workers
 
-    async def model(self) -> SharedModel[Any]:
+    def model(self) -> SharedModel[ModelProcess]:
         threads = self.options["cpu_threads"]
-        try:
-            return await self._workers.run(MODELS.get, ("whisper", model_path(), threads), lambda: _load(threads))
-        except Exception as exc:
-            raise ProviderError("failed", "stt", self.name, f"cannot load model: {exc}") from exc
+        return MODELS.get(("whisper", model_path(), threads), lambda: ModelProcess(functools.partial(_load, threads)))
 
     async def warm_up(self) -> None:
-        await self.model()
+        """Start the model's process and load the model there."""
+        try:
+            await self.model().model.start(self._workers)
+        except Exception as exc:
+            raise ProviderError("failed", "stt", self.name, f"cannot load model: {exc}") from exc
 
     def stream(self) -> STTStream:
         return WhisperStream(self)
@@ -86,7 +90,7 @@ class WhisperStream(STTStream):
         if not interim or not self._interim_every or self._since_interim < self._interim_every:
             return None
         self._since_interim = 0
-        shared = await self._stt.model()
+        shared = self._stt.model()
         if shared.lock().locked():
             return None  # the model is busy: no interim this time, rather than a wait
         try:
@@ -101,12 +105,12 @@ class WhisperStream(STTStream):
         audio = audio[-self._limit :]
         if len(audio) < _MIN_AUDIO_S * self._stt.sample_rate:
             return Transcript("", True, [])
-        return await self._run(await self._stt.model(), audio)
+        return await self._run(self._stt.model(), audio)
 
-    async def _run(self, shared: SharedModel[Any], audio: np.ndarray) -> Transcript:
+    async def _run(self, shared: SharedModel[ModelProcess], audio: np.ndarray) -> Transcript:
         async with shared.lock():
             try:
-                return await self._stt._workers.run(_transcribe, shared.model, audio, self._stt.options)
+                return await shared.model.run(self._stt._workers, _transcribe, audio, self._stt.options)
             except Exception as exc:
                 raise ProviderError("failed", "stt", self._stt.name, f"{type(exc).__name__}: {exc}") from exc
 

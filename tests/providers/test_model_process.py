@@ -1,0 +1,65 @@
+"""A model in a process of its own: jobs run there, a failing job leaves the model, a dead process is replaced."""
+
+from __future__ import annotations
+
+import functools
+import operator
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from parley.providers.model_process import ModelProcess, ModelProcessDied
+from parley.providers.workers import Workers
+
+# A stand-in model, picklable by name: the number 7 ("loaded" by int("7")); jobs are stdlib functions of it.
+SEVEN = functools.partial(int, "7")
+
+
+@pytest.fixture
+def hosted() -> Iterator[ModelProcess]:
+    process = ModelProcess(SEVEN)
+    yield process
+    process.close()
+
+
+async def test_jobs_run_on_the_model_in_another_process(hosted: ModelProcess, workers: Workers) -> None:
+    pid = await hosted.start(workers)
+    assert pid != os.getpid()
+    assert await hosted.run(workers, operator.mul, 6) == 42
+
+
+async def test_a_failing_job_is_an_error_and_the_model_stays_loaded(hosted: ModelProcess, workers: Workers) -> None:
+    pid = await hosted.start(workers)
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        await hosted.run(workers, operator.truediv, 0)
+    assert await hosted.run(workers, operator.add, 1) == 8
+    assert await hosted.start(workers) == pid  # the same process: nothing reloaded
+
+
+async def test_a_process_that_dies_in_a_job_fails_it_and_the_next_job_gets_a_new_one(
+    hosted: ModelProcess, workers: Workers
+) -> None:
+    first = await hosted.start(workers)
+    with pytest.raises(ModelProcessDied, match="exit code 7"):
+        await hosted.run(workers, os._exit)  # os._exit(7): the process ends mid-job
+    assert await hosted.run(workers, operator.mul, 2) == 14
+    assert await hosted.start(workers) != first
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process's nice value as Linux reports it")
+async def test_the_process_runs_at_the_provider_threads_lower_priority(
+    hosted: ModelProcess, workers: Workers
+) -> None:
+    pid = await hosted.start(workers)
+    assert workers.nice > 0
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + workers.nice)
+
+
+async def test_closing_ends_the_process(workers: Workers) -> None:
+    process = ModelProcess(SEVEN)
+    pid = await process.start(workers)
+    process.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
