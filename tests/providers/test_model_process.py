@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -55,6 +56,16 @@ async def test_the_process_runs_at_the_provider_threads_lower_priority(
     pid = await hosted.start(workers)
     assert workers.nice > 0
     assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + workers.nice)
+
+
+async def test_signals_to_the_servers_process_group_leave_the_process_to_the_server(
+    hosted: ModelProcess, workers: Workers
+) -> None:
+    pid = await hosted.start(workers)
+    os.kill(pid, signal.SIGINT)  # Ctrl-C in the server's terminal reaches the whole group
+    os.kill(pid, signal.SIGTERM)
+    assert await hosted.run(workers, operator.mul, 3) == 21
+    assert await hosted.start(workers) == pid
 
 
 async def test_closing_ends_the_process(workers: Workers) -> None:
