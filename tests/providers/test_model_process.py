@@ -7,6 +7,7 @@ import operator
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +21,7 @@ SEVEN = functools.partial(int, "7")
 
 @pytest.fixture
 def hosted() -> Iterator[ModelProcess]:
-    process = ModelProcess(SEVEN)
+    process = ModelProcess(SEVEN, job_timeout=30)
     yield process
     process.close()
 
@@ -49,6 +50,18 @@ async def test_a_process_that_dies_in_a_job_fails_it_and_the_next_job_gets_a_new
     assert await hosted.start(workers) != first
 
 
+async def test_a_job_past_its_time_has_its_process_killed_and_the_model_comes_back(workers: Workers) -> None:
+    process = ModelProcess(SEVEN, job_timeout=2)
+    try:
+        first = await process.start(workers)
+        with pytest.raises(ModelProcessDied, match="after the job ran 2 s"):
+            await process.run(workers, time.sleep)  # time.sleep(7): a job that hangs past the timeout
+        assert await process.run(workers, operator.mul, 5) == 35
+        assert await process.start(workers) != first
+    finally:
+        process.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process's nice value as Linux reports it")
 async def test_the_process_runs_at_the_provider_threads_lower_priority(
     hosted: ModelProcess, workers: Workers
@@ -69,7 +82,7 @@ async def test_signals_to_the_servers_process_group_leave_the_process_to_the_ser
 
 
 async def test_closing_ends_the_process(workers: Workers) -> None:
-    process = ModelProcess(SEVEN)
+    process = ModelProcess(SEVEN, job_timeout=30)
     pid = await process.start(workers)
     process.close()
     with pytest.raises(ProcessLookupError):

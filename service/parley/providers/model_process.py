@@ -15,7 +15,10 @@ a pickled (function, arguments) on the child's stdin and reads the pickled
 result from its stdout; a worker thread waits for the answer, so no event
 loop is tied to the child. A child that dies fails the job it had with
 `ModelProcessDied`; the next job starts a new child, which loads the model
-again. The child exits when its stdin closes (the server ended).
+again. A job that runs past `job_timeout` (a wedged native library) has its
+child killed, which a model on a thread could never have: the job fails the
+same way and the model is usable again. The child exits when its stdin
+closes (the server ended).
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ class ModelProcessDied(RuntimeError):
 class ModelProcess:
     """`load` and the functions run on the model must be importable by name (they are pickled to the child)."""
 
-    def __init__(self, load: Callable[[], Any]) -> None:
+    def __init__(self, load: Callable[[], Any], job_timeout: float) -> None:
         self._load = load
+        self._job_timeout = job_timeout  # seconds, the first job's model load included
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # one job at a time: a request and its answer
 
@@ -63,13 +67,24 @@ class ModelProcess:
         with self._lock:
             child = self._started()
             assert child.stdin is not None and child.stdout is not None
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()  # before the kill, so the reader below sees it once the pipe ends
+                child.kill()
+
+            watchdog = threading.Timer(self._job_timeout, expire)
+            watchdog.start()
             try:
                 _send(child.stdin, (fn, args))
                 ok, value = pickle.load(child.stdout)
             except (EOFError, OSError, pickle.UnpicklingError) as exc:
                 self._child = None
                 _stop(child)
-                raise ModelProcessDied(f"the model's process ended (exit code {child.poll()})") from exc
+                timed_out = f" after the job ran {self._job_timeout:g} s" if expired.is_set() else ""
+                raise ModelProcessDied(f"the model's process ended{timed_out} (exit code {child.poll()})") from exc
+            finally:
+                watchdog.cancel()
         if not ok:
             raise RuntimeError(value)
         return cast(T, value)

@@ -35,6 +35,7 @@ OPTIONS = {
 }
 
 _MIN_AUDIO_S = 0.1
+JOB_TIMEOUT_S = 60.0  # a transcription of the longest utterance (30 s) takes a few seconds even on a busy machine
 
 
 def model_path() -> str:
@@ -59,7 +60,8 @@ class WhisperSTT(STT):
 
     def model(self) -> SharedModel[ModelProcess]:
         threads = self.options["cpu_threads"]
-        return MODELS.get(("whisper", model_path(), threads), lambda: ModelProcess(functools.partial(_load, threads)))
+        return MODELS.get(("whisper", model_path(), threads),
+                          lambda: ModelProcess(functools.partial(_load, threads), job_timeout=JOB_TIMEOUT_S))
 
     async def warm_up(self) -> None:
         """Start the model's process and load the model there."""
