@@ -90,7 +90,10 @@ class ModelProcess:
         return cast(T, value)
 
     def _started(self) -> subprocess.Popen[bytes]:
-        if self._child is None or self._child.poll() is not None:
+        if self._child is not None and self._child.poll() is not None:
+            _stop(self._child)  # died while idle: its pipes go with it
+            self._child = None
+        if self._child is None:
             child = subprocess.Popen([sys.executable, "-m", "parley.providers.model_host"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
