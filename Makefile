@@ -26,9 +26,18 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# llama.cpp (the local language model) compiles on install. It is built for
+# the x86-64 level most machines share (AVX2, FMA, F16C), not for this CPU:
+# some virtual machines report AMX or AVX-512 that programs may not use, and a
+# native build dies there with SIGILL. pip's cache may hold a native build of
+# the same version, so this one bypasses it.
+LLAMA_CPP := $(shell grep -o '"llama-cpp-python[^"]*"' pyproject.toml)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+
 # Editable install: builds the Cython mixer in place and installs every
 # runtime and test dependency, models and voices included.
 $(INSTALLED): $(PY) $(SOURCES)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q --no-cache-dir $(LLAMA_CPP)
 	$(BIN)/pip install -q -e '.[dev]'
 	$(PY) -m parley.providers.models install
 	touch $@
