@@ -56,7 +56,7 @@ class ServerSettings(BaseSettings):
                                     ge=0, le=3600)
     provider_threads: int = setting(0, "threads for STT/TTS/LLM work (0: twice the cores, 2..8)", ge=0, le=256)
     provider_nice: int = setting(
-        DEFAULT_NICE, "how much lower those threads' (and the recognizer's process's) scheduling priority is "
+        DEFAULT_NICE, "how much lower those threads' (and the model processes') scheduling priority is "
                       "than the audio loop's (nice, on Linux; 0: the same); under load the calls' audio stays on "
                       "time and answers come later", ge=0, le=19)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import os
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import aclosing
 
 import pytest
 
@@ -54,7 +56,7 @@ async def test_a_job_past_its_time_has_its_process_killed_and_the_model_comes_ba
     process = ModelProcess(SEVEN, job_timeout=2)
     try:
         first = await process.start(workers)
-        with pytest.raises(ModelProcessDied, match="after the job ran 2 s"):
+        with pytest.raises(ModelProcessDied, match="after 2 s without an answer"):
             await process.run(workers, time.sleep)  # time.sleep(7): a job that hangs past the timeout
         assert await process.run(workers, operator.mul, 5) == 35
         assert await process.start(workers) != first
@@ -87,3 +89,56 @@ async def test_closing_ends_the_process(workers: Workers) -> None:
     process.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def _count_from(model: int, limit: int) -> Iterator[int]:
+    """A stand-in model's generator: model, model + 1, ... (limit items)."""
+    yield from itertools.islice(itertools.count(model), limit)
+
+
+def _count_then_fail(model: int) -> Iterator[int]:
+    yield model
+    raise ValueError("no more numbers")
+
+
+async def test_a_stream_yields_the_childs_items_as_they_come_and_frees_the_model(
+    hosted: ModelProcess, workers: Workers
+) -> None:
+    done: list[bool] = []
+    items = [x async for x in hosted.stream(workers, _count_from, 4, on_done=lambda: done.append(True))]
+    assert items == [7, 8, 9, 10]
+    assert await hosted.run(workers, operator.add, 1) == 8
+    assert done == [True]  # on the loop, once the thread that read the stream let go of the child
+
+
+async def test_closing_a_stream_stops_the_childs_generator_and_the_next_job_runs(
+    hosted: ModelProcess, workers: Workers
+) -> None:
+    pid = await hosted.start(workers)
+    async with aclosing(hosted.stream(workers, _count_from, 10**9)) as numbers:
+        assert [await anext(numbers), await anext(numbers)] == [7, 8]
+    assert await hosted.run(workers, operator.mul, 3) == 21  # the endless generator was stopped
+    assert await hosted.start(workers) == pid
+
+
+async def test_a_stream_that_raises_is_an_error_after_its_items_and_the_model_stays(
+    hosted: ModelProcess, workers: Workers
+) -> None:
+    pid = await hosted.start(workers)
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="ValueError: no more numbers"):
+        async for x in hosted.stream(workers, _count_then_fail):
+            seen.append(x)
+    assert seen == [7]
+    assert await hosted.start(workers) == pid
+
+
+async def test_a_process_that_dies_in_a_stream_fails_it_and_the_next_job_gets_a_new_one(
+    hosted: ModelProcess, workers: Workers
+) -> None:
+    first = await hosted.start(workers)
+    with pytest.raises(ModelProcessDied):
+        async for _ in hosted.stream(workers, _count_from, 10**9):
+            os.kill(first, signal.SIGKILL)
+    assert await hosted.run(workers, operator.mul, 2) == 14
+    assert await hosted.start(workers) != first

@@ -11,7 +11,6 @@ import pytest
 from parley.chat import ChatMessage, Role
 from parley.providers import registry
 from parley.providers.base import ProviderError, TextDelta, Usage
-from parley.providers.llm import local as local_module
 from parley.providers.tts import espeak_engine
 from parley.providers.workers import Workers
 
@@ -41,19 +40,20 @@ async def test_a_recognizer_process_that_died_is_replaced_for_the_next_utterance
     assert await stt.model().model.start(workers) not in (first, os.getpid())
 
 
-async def test_local_llm_exception_is_a_failed_error_and_frees_the_model(
-    workers: Workers, monkeypatch: pytest.MonkeyPatch
+async def test_a_language_model_process_that_dies_mid_answer_fails_it_and_the_next_answer_comes(
+    workers: Workers,
 ) -> None:
-    llm = registry.build("llm", "local", {"seed": 3, "max_tokens": 8}, workers=workers)
-    ask = [ChatMessage(Role.USER, "Hello")]
-
-    def broken(*_: object, **__: object) -> str:
-        raise RuntimeError("prompt too strange")
-
-    monkeypatch.setattr(local_module, "render", broken)
+    llm = registry.build("llm", "local", {"seed": 3, "max_tokens": 200, "temperature": 1.5}, workers=workers)
+    ask = [ChatMessage(Role.USER, "Tell me a long story about the sea.")]
+    await llm.warm_up()
+    first = await llm.shared_model().model.start(workers)
+    assert first != os.getpid()  # the model runs in a process of its own
     with pytest.raises(ProviderError) as err:
-        [c async for c in llm.chat(ask, [])]
+        async for chunk in llm.chat(ask, []):
+            assert isinstance(chunk, TextDelta)
+            os.kill(first, signal.SIGKILL)  # a crash in llama.cpp while it answers
     assert (err.value.kind, err.value.stage, err.value.provider) == ("failed", "llm", "local")
-    monkeypatch.undo()
+    assert "process ended" in err.value.message
     chunks = [c async for c in llm.chat(ask, [])]
     assert isinstance(chunks[-1], Usage) and all(isinstance(c, TextDelta) for c in chunks[:-1])
+    assert await llm.shared_model().model.start(workers) not in (first, os.getpid())

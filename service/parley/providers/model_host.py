@@ -1,39 +1,91 @@
 """The child side of `model_process.py`: load one model, then run jobs on it until stdin closes.
 
-Messages are pickles: first the load function, then (function, arguments) per
-job, each answered with (True, result) or (False, "Type: message"). The
-answers use a private copy of stdout; the process's own stdout goes to
-stderr, so nothing a library prints can corrupt them. Ctrl-C and SIGTERM
-sent to the server's process group are the server's to handle: the child
-ignores them and ends when the server closes its stdin (or dies).
+Messages are length-prefixed pickles: first the load function, then jobs,
+("call", function, arguments) answered with ("value", result), or
+("stream", generator function, arguments) answered with ("item", x) per
+item and ("end", None); a job that raises is answered ("error", "Type:
+message"). A "stop" that arrives during a stream closes its generator after
+the item in flight. Requests are read unbuffered, so a waiting "stop" shows
+on the pipe. The answers use a private copy of stdout; the process's own
+stdout goes to stderr, so nothing a library prints can corrupt them. Ctrl-C
+and SIGTERM sent to the server's process group are the server's to handle:
+the child ignores them and ends when the server closes its stdin (or dies).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
-import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from parley.providers.model_process import HEADER_BYTES, STOP, send_message
+
+_REQUESTS = 0  # stdin's descriptor
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    model = pickle.load(requests)()
+    model = _read_request()()
     while True:
         try:
-            fn, args = pickle.load(requests)
+            request = _read_request()
         except EOFError:
             return
+        if request == STOP:
+            continue  # it crossed the end of the stream it was for
+        kind, fn, args = request
         try:
-            answer = (True, fn(model, *args))
+            if kind == "call":
+                send_message(answers, ("value", fn(model, *args)))
+            else:
+                _stream(answers, fn(model, *args))
+        except EOFError:
+            return  # the server went away in the middle of a stream
         except Exception as exc:  # noqa: BLE001 - a failed job is answered, the model stays
-            answer = (False, f"{type(exc).__name__}: {exc}")
-        pickle.dump(answer, answers, protocol=pickle.HIGHEST_PROTOCOL)
-        answers.flush()
+            send_message(answers, ("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _stream(answers: IO[bytes], items: Iterator[Any]) -> None:
+    try:
+        for item in items:
+            send_message(answers, ("item", item))
+            if _stop_waiting():
+                break
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+    send_message(answers, ("end", None))
+
+
+def _stop_waiting() -> bool:
+    if not select.select([_REQUESTS], [], [], 0)[0]:
+        return False
+    request = _read_request()
+    if request != STOP:
+        raise RuntimeError(f"a job arrived while a stream ran: {request!r}")
+    return True
+
+
+def _read_request() -> Any:
+    size = int.from_bytes(_read_exactly(HEADER_BYTES), "little")
+    return pickle.loads(_read_exactly(size))
+
+
+def _read_exactly(size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        block = os.read(_REQUESTS, size - len(data))
+        if not block:
+            raise EOFError("the server closed the pipe")
+        data += block
+    return data
 
 
 if __name__ == "__main__":

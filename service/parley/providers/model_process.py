@@ -6,19 +6,23 @@ loops, result objects), and a lower-priority thread that holds the GIL makes
 the loop wait for it. Under load that delays every call's audio. A model in
 a child process shares no GIL with the loop, and its lower priority then
 only ever makes the model wait: the child is started from a provider thread
-(`Workers`) and so runs at the provider threads' priority.
+(`Workers`) and so runs at the provider threads' priority. A crash in the
+model's native code (a segfault, an illegal instruction) ends the child,
+not the server and its calls.
 
 The child is `python -m parley.providers.model_host`, started on first use
 (a fresh interpreter: it inherits neither the server's threads nor its main
-module). It loads the model, then runs one job at a time: the parent sends
-a pickled (function, arguments) on the child's stdin and reads the pickled
-result from its stdout; a worker thread waits for the answer, so no event
-loop is tied to the child. A child that dies fails the job it had with
-`ModelProcessDied`; the next job starts a new child, which loads the model
-again. A job that runs past `job_timeout` (a wedged native library) has its
-child killed, which a model on a thread could never have: the job fails the
-same way and the model is usable again. The child exits when its stdin
-closes (the server ended).
+module). It loads the model, then runs one job at a time: a call, answered
+with one result, or a stream, a generator on the model whose items come
+back as it yields them and which the parent can stop between items. Jobs
+and answers are length-prefixed pickles over the child's stdin and stdout;
+a worker thread waits for the answers, so no event loop is tied to the
+child. A child that dies fails the job it had with `ModelProcessDied`; the
+next job starts a new child, which loads the model again. A job that goes
+`job_timeout` without an answer (a wedged native library) has its child
+killed, which a model on a thread could never have: the job fails the same
+way and the model is usable again. The child exits when its stdin closes
+(the server ended).
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ import pickle
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import IO, Any, TypeVar, cast
 
+from parley.providers.threaded import stream_from_thread
 from parley.providers.workers import Workers
 
 T = TypeVar("T")
+
+STOP = "stop"  # parent -> child during a stream: close the generator after the item in flight
+HEADER_BYTES = 8  # bytes of a message's length
 
 
 class ModelProcessDied(RuntimeError):
@@ -45,13 +53,22 @@ class ModelProcess:
 
     def __init__(self, load: Callable[[], Any], job_timeout: float) -> None:
         self._load = load
-        self._job_timeout = job_timeout  # seconds, the first job's model load included
+        self._job_timeout = job_timeout  # seconds to each answer, the first job's model load included
         self._child: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()  # one job at a time: a request and its answer
+        self._lock = threading.Lock()  # one job at a time: a request and its answers
 
     async def run(self, workers: Workers, fn: Callable[..., T], *args: Any) -> T:
         """fn(model, *args) in the child; the model is loaded there before the first job."""
-        return await workers.run(self._request, fn, args)
+        return await workers.run(self._call, fn, args)
+
+    def stream(self, workers: Workers, fn: Callable[..., Iterator[T]], *args: Any,
+               on_done: Callable[[], None] = lambda: None) -> AsyncGenerator[T, None]:
+        """The items of the generator fn(model, *args), yielded in the child as they come.
+
+        Closing the returned generator stops the child's generator after the
+        item in flight; on_done() runs on the loop once the child is free again.
+        """
+        return stream_from_thread(workers, lambda: self._iterate(fn, args), on_done)
 
     async def start(self, workers: Workers) -> int:
         """Start the child and load the model (if not done yet); the child's process id."""
@@ -63,31 +80,53 @@ class ModelProcess:
         if child is not None:
             _stop(child)
 
-    def _request(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self._lock:
             child = self._started()
-            assert child.stdin is not None and child.stdout is not None
-            expired = threading.Event()
-
-            def expire() -> None:
-                expired.set()  # before the kill, so the reader below sees it once the pipe ends
-                child.kill()
-
-            watchdog = threading.Timer(self._job_timeout, expire)
-            watchdog.start()
-            try:
-                _send(child.stdin, (fn, args))
-                ok, value = pickle.load(child.stdout)
-            except (EOFError, OSError, pickle.UnpicklingError) as exc:
-                self._child = None
-                _stop(child)
-                timed_out = f" after the job ran {self._job_timeout:g} s" if expired.is_set() else ""
-                raise ModelProcessDied(f"the model's process ended{timed_out} (exit code {child.poll()})") from exc
-            finally:
-                watchdog.cancel()
-        if not ok:
+            kind, value = self._answer(child, ("call", fn, args))
+        if kind == "error":
             raise RuntimeError(value)
         return cast(T, value)
+
+    def _iterate(self, fn: Callable[..., Iterator[T]], args: tuple[Any, ...]) -> Iterator[T]:
+        with self._lock:
+            child = self._started()
+            kind, value = self._answer(child, ("stream", fn, args))
+            while kind == "item":
+                try:
+                    yield cast(T, value)
+                except GeneratorExit:  # closed early: stop the child's generator, read up to its end
+                    kind, value = self._answer(child, STOP)
+                    while kind == "item":
+                        kind, value = self._answer(child)
+                    raise
+                kind, value = self._answer(child)
+            if kind == "error":
+                raise RuntimeError(value)
+
+    def _answer(self, child: subprocess.Popen[bytes], request: object = None) -> tuple[str, Any]:
+        """Send `request` (if any) and read the child's next answer, within the job timeout."""
+        assert child.stdin is not None and child.stdout is not None
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()  # before the kill, so the reader below sees it once the pipe ends
+            child.kill()
+
+        watchdog = threading.Timer(self._job_timeout, expire)
+        watchdog.start()
+        try:
+            if request is not None:
+                send_message(child.stdin, request)
+            return cast(tuple[str, Any], receive_message(child.stdout))
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            if self._child is child:
+                self._child = None
+            _stop(child)
+            timed_out = f" after {self._job_timeout:g} s without an answer" if expired.is_set() else ""
+            raise ModelProcessDied(f"the model's process ended{timed_out} (exit code {child.poll()})") from exc
+        finally:
+            watchdog.cancel()
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._child is not None and self._child.poll() is not None:
@@ -98,7 +137,7 @@ class ModelProcess:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
             assert child.stdin is not None
-            _send(child.stdin, self._load)
+            send_message(child.stdin, self._load)
             self._child = child
         return self._child
 
@@ -107,9 +146,21 @@ def _pid(_model: object) -> int:
     return os.getpid()
 
 
-def _send(pipe: IO[bytes], message: object) -> None:
-    pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+def send_message(pipe: IO[bytes], message: object) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    pipe.write(len(data).to_bytes(HEADER_BYTES, "little") + data)
     pipe.flush()
+
+
+def receive_message(pipe: IO[bytes]) -> Any:
+    header = pipe.read(HEADER_BYTES)
+    if len(header) < HEADER_BYTES:
+        raise EOFError("the pipe ended")
+    size = int.from_bytes(header, "little")
+    data = pipe.read(size)
+    if len(data) < size:
+        raise EOFError("the pipe ended inside a message")
+    return pickle.loads(data)
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:

@@ -7,13 +7,18 @@ dialogue, answers shortly and often vaguely, and is not offered tools. It is
 there so a fresh install talks with no network at all; for real answers and
 tool calls use the "openai" provider.
 
-One generation runs at a time per loaded model (llama.cpp keeps one KV
-cache); other sessions wait on the event loop. Tokens stream from a worker
-thread; closing the stream stops generation within one token.
+The model runs in a process of its own (`model_process.py`), at the
+provider threads' lower priority: its token loop never holds the GIL the
+calls' audio needs, and a crash in llama.cpp ends that process, not the
+server (the next answer starts a new one). One generation runs at a time
+per loaded model (llama.cpp keeps one KV cache); other sessions wait on the
+event loop. Tokens stream back as they come; closing the stream stops
+generation within one token.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
@@ -22,7 +27,7 @@ from typing import Any
 from parley.chat import ChatMessage, ToolSpec
 from parley.providers.base import LLM, LLMChunk, ProviderError, TextDelta, Usage
 from parley.providers.llm.prompt import STOP, first_line, render
-from parley.providers.llm.threaded import stream_from_thread
+from parley.providers.model_process import ModelProcess
 from parley.providers.models import gemma_path
 from parley.providers.options import Opt
 from parley.providers.shared import MODELS, SharedModel
@@ -40,6 +45,9 @@ CONTEXT_TOKENS = 2048
 MODEL_NAME = "gemma-3-270m-q4_k_m"
 
 
+JOB_TIMEOUT_S = 60.0  # to each token, the model's load and the prompt's evaluation included
+
+
 def _load(threads: int) -> Any:
     from llama_cpp import Llama
 
@@ -54,52 +62,55 @@ class LocalLLM(LLM):
         self._options = options
         self._workers = workers
 
-    async def shared_model(self) -> SharedModel[Any]:
+    def shared_model(self) -> SharedModel[ModelProcess]:
         threads = self._options["threads"]
+        return MODELS.get(("llama", MODEL_NAME, threads),
+                          lambda: ModelProcess(functools.partial(_load, threads), job_timeout=JOB_TIMEOUT_S))
+
+    async def warm_up(self) -> None:
+        """Start the model's process and load the model there."""
         try:
-            return await self._workers.run(MODELS.get, ("llama", MODEL_NAME, threads), lambda: _load(threads))
+            await self.shared_model().model.start(self._workers)
         except Exception as exc:
             raise ProviderError("failed", "llm", self.name, f"cannot load model: {exc}") from exc
 
-    async def warm_up(self) -> None:
-        await self.shared_model()
-
     async def chat(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]:
-        shared = await self.shared_model()
+        shared = self.shared_model()
         lock = shared.lock()
         await lock.acquire()
-        llama = shared.model
-        options = self._options
-        budget = CONTEXT_TOKENS - options["max_tokens"]
-        counts = {"input": 0, "output": 0}
-
-        def count_tokens(text: str) -> int:
-            return len(llama.tokenize(text.encode(), add_bos=True))
-
-        def pieces(prompt: str) -> Iterator[str]:
-            for chunk in llama.create_completion(
-                prompt,
-                max_tokens=options["max_tokens"],
-                temperature=options["temperature"],
-                top_p=options["top_p"],
-                seed=random.randrange(2**31) if options["seed"] < 0 else options["seed"],
-                stop=STOP,
-                stream=True,
-            ):
-                counts["output"] += 1
-                yield chunk["choices"][0]["text"]
-
-        def generate() -> Iterator[str]:
-            prompt = render(messages, count_tokens, budget)
-            counts["input"] = count_tokens(prompt)
-            yield from first_line(pieces(prompt))
-
         try:
-            async with aclosing(stream_from_thread(self._workers, generate, lock.release)) as tokens:
-                async for text in tokens:
-                    yield TextDelta(text)
+            async with aclosing(shared.model.stream(self._workers, _generate, messages, self._options,
+                                                    on_done=lock.release)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         except ProviderError:
             raise
         except Exception as exc:
             raise ProviderError("failed", "llm", self.name, f"{type(exc).__name__}: {exc}") from exc
-        yield Usage(counts["input"], counts["output"])
+
+
+def _generate(llama: Any, messages: list[ChatMessage], options: dict[str, Any]) -> Iterator[LLMChunk]:
+    """The answer's text pieces, then its token counts (runs in the model's process)."""
+    output_tokens = 0
+
+    def count_tokens(text: str) -> int:
+        return len(llama.tokenize(text.encode(), add_bos=True))
+
+    def pieces(prompt: str) -> Iterator[str]:
+        nonlocal output_tokens
+        for chunk in llama.create_completion(
+            prompt,
+            max_tokens=options["max_tokens"],
+            temperature=options["temperature"],
+            top_p=options["top_p"],
+            seed=random.randrange(2**31) if options["seed"] < 0 else options["seed"],
+            stop=STOP,
+            stream=True,
+        ):
+            output_tokens += 1
+            yield chunk["choices"][0]["text"]
+
+    prompt = render(messages, count_tokens, CONTEXT_TOKENS - options["max_tokens"])
+    for text in first_line(pieces(prompt)):
+        yield TextDelta(text)
+    yield Usage(count_tokens(prompt), output_tokens)
