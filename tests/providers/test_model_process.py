@@ -96,6 +96,12 @@ def _count_from(model: int, limit: int) -> Iterator[int]:
     yield from itertools.islice(itertools.count(model), limit)
 
 
+def _count_slowly(model: int, limit: int, pause: float) -> Iterator[int]:
+    for x in itertools.islice(itertools.count(model), limit):
+        time.sleep(pause)
+        yield x
+
+
 def _count_then_fail(model: int) -> Iterator[int]:
     yield model
     raise ValueError("no more numbers")
@@ -142,3 +148,13 @@ async def test_a_process_that_dies_in_a_stream_fails_it_and_the_next_job_gets_a_
             os.kill(first, signal.SIGKILL)
     assert await hosted.run(workers, operator.mul, 2) == 14
     assert await hosted.start(workers) != first
+
+
+async def test_a_stream_may_outlast_the_timeout_while_its_items_keep_coming(workers: Workers) -> None:
+    process = ModelProcess(SEVEN, job_timeout=1)  # the timeout is between answers, not for the whole stream
+    try:
+        pid = await process.start(workers)
+        assert [x async for x in process.stream(workers, _count_slowly, 6, 0.3)] == [7, 8, 9, 10, 11, 12]
+        assert await process.start(workers) == pid  # 1.8 s of items, and the same process
+    finally:
+        process.close()

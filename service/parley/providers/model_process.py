@@ -32,6 +32,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import IO, Any, TypeVar, cast
 
@@ -83,7 +84,8 @@ class ModelProcess:
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self._lock:
             child = self._started()
-            kind, value = self._answer(child, ("call", fn, args))
+            with _Watchdog(child, self._job_timeout) as watchdog:
+                kind, value = self._answer(child, watchdog, ("call", fn, args))
         if kind == "error":
             raise RuntimeError(value)
         return cast(T, value)
@@ -91,30 +93,24 @@ class ModelProcess:
     def _iterate(self, fn: Callable[..., Iterator[T]], args: tuple[Any, ...]) -> Iterator[T]:
         with self._lock:
             child = self._started()
-            kind, value = self._answer(child, ("stream", fn, args))
-            while kind == "item":
-                try:
-                    yield cast(T, value)
-                except GeneratorExit:  # closed early: stop the child's generator, read up to its end
-                    kind, value = self._answer(child, STOP)
-                    while kind == "item":
-                        kind, value = self._answer(child)
-                    raise
-                kind, value = self._answer(child)
+            with _Watchdog(child, self._job_timeout) as watchdog:
+                kind, value = self._answer(child, watchdog, ("stream", fn, args))
+                while kind == "item":
+                    try:
+                        yield cast(T, value)
+                    except GeneratorExit:  # closed early: stop the child's generator, read up to its end
+                        kind, value = self._answer(child, watchdog, STOP)
+                        while kind == "item":
+                            kind, value = self._answer(child, watchdog)
+                        raise
+                    kind, value = self._answer(child, watchdog)
             if kind == "error":
                 raise RuntimeError(value)
 
-    def _answer(self, child: subprocess.Popen[bytes], request: object = None) -> tuple[str, Any]:
+    def _answer(self, child: subprocess.Popen[bytes], watchdog: _Watchdog, request: object = None) -> tuple[str, Any]:
         """Send `request` (if any) and read the child's next answer, within the job timeout."""
         assert child.stdin is not None and child.stdout is not None
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()  # before the kill, so the reader below sees it once the pipe ends
-            child.kill()
-
-        watchdog = threading.Timer(self._job_timeout, expire)
-        watchdog.start()
+        watchdog.reset()
         try:
             if request is not None:
                 send_message(child.stdin, request)
@@ -123,10 +119,8 @@ class ModelProcess:
             if self._child is child:
                 self._child = None
             _stop(child)
-            timed_out = f" after {self._job_timeout:g} s without an answer" if expired.is_set() else ""
+            timed_out = f" after {self._job_timeout:g} s without an answer" if watchdog.expired else ""
             raise ModelProcessDied(f"the model's process ended{timed_out} (exit code {child.poll()})") from exc
-        finally:
-            watchdog.cancel()
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._child is not None and self._child.poll() is not None:
@@ -140,6 +134,43 @@ class ModelProcess:
             send_message(child.stdin, self._load)
             self._child = child
         return self._child
+
+
+class _Watchdog:
+    """Kills a child that goes `timeout` seconds without an answer: one thread per job, reset by each answer."""
+
+    def __init__(self, child: subprocess.Popen[bytes], timeout: float) -> None:
+        self._child = child
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._done = False
+        self._changed = threading.Condition()
+        self.expired = False  # set before the kill, so a reader that sees the pipe end can tell why
+        self._thread = threading.Thread(target=self._watch, name="model-process-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._changed:
+            self._done = True
+            self._changed.notify()
+        self._thread.join()
+
+    def reset(self) -> None:
+        with self._changed:
+            self._deadline = time.monotonic() + self._timeout
+
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._done:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    self.expired = True
+                    self._child.kill()
+                    return
+                self._changed.wait(left)
 
 
 def _pid(_model: object) -> int:
