@@ -11,6 +11,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import session_pb2
 from tests.engine.conftest import StreamClient
 
 
@@ -74,6 +75,11 @@ async def stream_outcome(stub, messages: list[pb.StreamAudioRequest], *, timeout
         pass
     code = await call.code()
     return outcome_from(code, await call.details() or "", await call.trailing_metadata())
+
+
+async def final(stub, session: str, utterance: str) -> session_pb2.Utterance:
+    """The utterance once it has ended (WaitUtterance)."""
+    return (await stub.WaitUtterance(pb.WaitUtteranceRequest(session=session, utterance_id=utterance))).utterance
 
 
 def contiguous(client: StreamClient) -> bool:

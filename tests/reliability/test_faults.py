@@ -15,7 +15,7 @@ from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, events_pb2, session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
 from tests.helpers import eventually, server_process
-from tests.reliability.support import ErrorLog, contiguous, outcome_of, wait_frames
+from tests.reliability.support import ErrorLog, contiguous, final, outcome_of, wait_frames
 
 STALL_SECONDS = 1.0
 PLAYED, INTERRUPTED, FAILED = (
@@ -39,10 +39,6 @@ def faulty(stage: str, fault: str) -> session_pb2.ProvidersConfig:
 async def start(stub, **config) -> str:
     config.setdefault("providers", STAND_IN_PROVIDERS)
     return (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(**config)))).session.name
-
-
-async def final(stub, session: str, utterance: str) -> session_pb2.Utterance:
-    return (await stub.WaitUtterance(pb.WaitUtteranceRequest(session=session, utterance_id=utterance))).utterance
 
 
 async def say(stub, session: str, text: str) -> str:

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 
+from bench.common import cpu_seconds
 from parley.providers import registry
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
-from tests.reliability.support import ErrorLog, contiguous
+from tests.helpers import eventually
+from tests.reliability.support import ErrorLog, contiguous, final
 
 PLAYED, FAILED = session_pb2.UTTERANCE_STATE_PLAYED, session_pb2.UTTERANCE_STATE_FAILED
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-async def wait_until_busy(pid: int, idle: int) -> None:
-    """Until the process has used CPU since `idle` (a bound on a hang, not a speed claim)."""
-    for _ in range(3000):
-        if cpu_ticks(pid) > idle + 2:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the model's process never started on the reply")
-
-
-async def final(stub, session: str, utterance: str) -> session_pb2.Utterance:
-    return (await stub.WaitUtterance(pb.WaitUtteranceRequest(session=session, utterance_id=utterance))).utterance
 
 
 async def test_a_language_model_process_killed_mid_reply_fails_only_that_reply(server, stub) -> None:
@@ -46,9 +29,9 @@ async def test_a_language_model_process_killed_mid_reply_fails_only_that_reply(s
     workers = server.registry.workers
     model = registry.build("llm", "local", {}, workers=workers).shared_model().model  # the one the session uses
     pid = await model.start(workers)
-    idle = cpu_ticks(pid)
+    idle = cpu_seconds(pid)
     broken = (await stub.Reply(pb.ReplyRequest(session=session, user_text="Tell me about the sea."))).utterance.id
-    await wait_until_busy(pid, idle)  # it is reading the prompt
+    await eventually(lambda: cpu_seconds(pid) > idle + 0.02, 30, "the model's process at work on the reply")  # reading the prompt
     os.kill(pid, signal.SIGKILL)  # a crash in llama.cpp while it answers
     with ErrorLog():
         failed = await final(stub, session, broken)
