@@ -14,14 +14,14 @@ the child ignores them and ends when the server closes its stdin (or dies).
 
 from __future__ import annotations
 
+import functools
 import os
-import pickle
 import select
 import signal
 from collections.abc import Iterator
 from typing import IO, Any
 
-from parley.providers.model_process import HEADER_BYTES, STOP, send_message
+from parley.providers.model_process import STOP, receive_message, send_message
 
 _REQUESTS = 0  # stdin's descriptor
 
@@ -74,18 +74,7 @@ def _stop_waiting() -> bool:
 
 
 def _read_request() -> Any:
-    size = int.from_bytes(_read_exactly(HEADER_BYTES), "little")
-    return pickle.loads(_read_exactly(size))
-
-
-def _read_exactly(size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        block = os.read(_REQUESTS, size - len(data))
-        if not block:
-            raise EOFError("the server closed the pipe")
-        data += block
-    return data
+    return receive_message(functools.partial(os.read, _REQUESTS))
 
 
 if __name__ == "__main__":

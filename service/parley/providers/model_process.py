@@ -114,7 +114,7 @@ class ModelProcess:
         try:
             if request is not None:
                 send_message(child.stdin, request)
-            return cast(tuple[str, Any], receive_message(child.stdout))
+            return cast(tuple[str, Any], receive_message(child.stdout.read))
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             if self._child is child:
                 self._child = None
@@ -183,15 +183,24 @@ def send_message(pipe: IO[bytes], message: object) -> None:
     pipe.flush()
 
 
-def receive_message(pipe: IO[bytes]) -> Any:
-    header = pipe.read(HEADER_BYTES)
-    if len(header) < HEADER_BYTES:
-        raise EOFError("the pipe ended")
-    size = int.from_bytes(header, "little")
-    data = pipe.read(size)
-    if len(data) < size:
-        raise EOFError("the pipe ended inside a message")
-    return pickle.loads(data)
+def receive_message(read: Callable[[int], bytes]) -> Any:
+    """The next message from `read(n)`: up to n bytes, b"" once the pipe ended.
+
+    The parent reads its child's stdout object; the child reads its stdin's
+    descriptor unbuffered (`os.read`), so that a waiting "stop" shows on the pipe.
+    """
+    size = int.from_bytes(_read_exactly(read, HEADER_BYTES), "little")
+    return pickle.loads(_read_exactly(read, size))
+
+
+def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        block = read(size - len(data))
+        if not block:
+            raise EOFError("the pipe ended")
+        data += block
+    return data
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
