@@ -44,7 +44,7 @@ SKIP = 50  # the first second of each caller is not counted
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    a = np.array(values or [0.0])
+    a = np.array(values)
     return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
             "max_ms": round(float(a.max()), 2)}
 
