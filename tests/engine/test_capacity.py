@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from parley.audio.pcm import StreamResampler
 from parley.providers.workers import Workers
+from parley.sessions import speech
 from parley.sessions.config import AudioFormat, ProviderChoice, ProvidersConfig, SessionConfig
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.registry import SessionRegistry
+from parley.sessions.states import UtteranceState
 from parley.sessions.stream import StreamSpec
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
@@ -77,5 +80,38 @@ async def test_sessions_cost_no_task_of_their_own_unless_they_speak() -> None:
     for session, stream in zip(sessions, streams, strict=True):
         session.detach_stream(stream)
     await eventually(lambda: len(registry.frame_clock) == 0, what="every session off the clock")
+    await registry.shutdown()
+    workers.close()
+
+
+async def test_speech_cut_early_was_never_resampled_beyond_what_the_mixer_took(monkeypatch) -> None:
+    """Synthesized audio waits at the voice's rate and is resampled only as the mixer takes it.
+
+    The tone voice makes a whole piece at once, at 16 kHz for a 24 kHz session,
+    far ahead of play-out; cut after a moment, almost none of it was resampled.
+    """
+    given: list[int] = []
+
+    class CountingResampler(StreamResampler):  # the real resampler, counting the samples it is given
+        def process(self, pcm, last: bool = False):  # type: ignore[no-untyped-def]
+            given.append(len(pcm))
+            return super().process(pcm, last)
+
+    monkeypatch.setattr(speech, "StreamResampler", CountingResampler)
+    workers = Workers(2)
+    registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
+    session = await registry.start(SessionConfig(
+        providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
+                                  vad=ProviderChoice("energy"), llm=ProviderChoice("echo")),
+        output_format=AudioFormat(24000)))
+    text = " ".join(["word"] * 60)  # one piece: 60 x 4 characters x 60 ms of tone, 14 s, plus the spaces
+    said = session.say(text)
+    await eventually(lambda: said.played_ms >= 300, what="the sentence playing")
+    [cut] = session.interrupt()
+    assert cut is said and said.state is UtteranceState.INTERRUPTED
+    assert text.startswith(said.heard_text)
+
+    resampled_seconds = sum(given) / 16000
+    assert resampled_seconds < 2.0, f"{resampled_seconds:.1f} s of a {60 * 4 * 0.06:.0f} s sentence resampled"
     await registry.shutdown()
     workers.close()

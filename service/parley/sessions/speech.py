@@ -3,10 +3,12 @@
 Utterances are spoken one at a time, in order. The current one's text is cut
 into speakable pieces (sentences, clauses); each piece is synthesized whole
 into the speaker's own buffer, so its length and where each of its words
-starts are known before much of it plays. The buffer feeds the mixer's
-bounded speech queue as it drains, once per frame. An utterance is PLAYED
-only once its last sample has been mixed into a frame; interrupted, it keeps
-as `heard_text` exactly the words whose audio was played out.
+starts are known before much of it plays. The buffer holds it at the
+voice's own rate and feeds the mixer's bounded speech queue as it drains,
+resampling only what the mixer takes: audio synthesized ahead and then cut
+costs no resampling. An utterance is PLAYED only once its last sample has
+been mixed into a frame; interrupted, it keeps as `heard_text` exactly the
+words whose audio was played out.
 
 A reply that yields nothing to say is asked for once more, then fails with
 a reason: a caller never gets silence reported as speech.
@@ -36,7 +38,6 @@ from parley.sessions.utterance import Utterance
 log = logging.getLogger("parley.speech")
 
 LOOKAHEAD_SECONDS = 2.0  # synthesized audio held beyond the mixer's queue before the next piece is synthesized
-RESAMPLE_BATCH_MS = 500  # synthesized audio resampled at once, once enough is buffered ahead
 REPLY_ATTEMPTS = 2  # an empty answer from the language model is asked for once more
 
 
@@ -89,11 +90,24 @@ def heard_text(pieces: list[Piece], played: int) -> str:
 
 @dataclass
 class _Playing:
+    """The current utterance's audio on its way to the mixer.
+
+    Synthesized audio waits at the voice's own rate and is resampled to the
+    mixer's rate only as the mixer takes it: audio synthesized ahead and then
+    cut by an interruption costs no resampling. Positions (`synthesized`,
+    piece ends) are in output samples; for audio not yet resampled they are
+    what the resampler will make of it, which is exact once it is flushed.
+    """
+
     job: SpeechJob
     resampler: StreamResampler
     pieces: list[Piece] = field(default_factory=list)
-    buffer: deque[np.ndarray] = field(default_factory=deque)  # synthesized, not yet in the mixer
-    buffered: int = 0
+    source: deque[np.ndarray] = field(default_factory=deque)  # synthesized, at the voice's rate, not yet resampled
+    source_total: int = 0  # samples the voice synthesized so far
+    resampled_out: int = 0
+    flushed: bool = False  # the resampler gave out its last samples
+    ready: deque[np.ndarray] = field(default_factory=deque)  # resampled, not yet in the mixer
+    ready_samples: int = 0
     pushed: int = 0  # samples handed to the mixer
     played: int = 0
     complete: bool = False  # everything synthesized
@@ -103,7 +117,20 @@ class _Playing:
 
     @property
     def synthesized(self) -> int:
-        return self.pushed + self.buffered
+        if self.flushed:
+            return self.resampled_out
+        to_rate, from_rate = self.resampler.to_rate, self.resampler.from_rate
+        return (2 * self.source_total * to_rate + from_rate) // (2 * from_rate)  # the resampler's own rounding
+
+    @property
+    def buffered(self) -> int:
+        """Output samples synthesized and not yet in the mixer."""
+        return self.synthesized - self.pushed
+
+    @property
+    def drained(self) -> bool:
+        """Everything synthesized is in the mixer."""
+        return self.complete and self.flushed and not self.ready
 
 
 class SpeakerCallbacks(Protocol):
@@ -180,10 +207,11 @@ class Speaker:
                 self._cb.thinking(False)
                 self._cb.speech_started(utterance)
                 self._cb.utterance_changed(utterance)
-        if playing.complete and not playing.buffered and playing.played >= playing.pushed:
+        if playing.drained and playing.played >= playing.pushed:
             self._finish(UtteranceState.PLAYED)
             return
-        if not playing.buffered or self._mixer.speech_space_samples >= self._refill_space:
+        if self._mixer.speech_space_samples >= self._refill_space or (
+                playing.complete and not playing.source and not playing.ended):
             self._feed(playing)  # refilled in half-queue steps, not a frame's worth after every frame
 
     # -- interruption -------------------------------------------------------------
@@ -268,9 +296,6 @@ class Speaker:
                 await self._speak_pieces(playing)
                 if playing.synthesized:
                     break
-            tail = playing.resampler.process(np.zeros(0, dtype=np.int16), last=True)
-            if playing.pieces:
-                self._buffer(tail, playing, playing.pieces[-1])
             playing.complete = True
             self._feed(playing)
             self._cb.synthesis_finished(utterance)
@@ -311,20 +336,12 @@ class Speaker:
                 await self._synthesize(segment, playing)
 
     async def _synthesize(self, text: str, playing: _Playing) -> None:
-        """One piece, whole, into the buffer, with where its words start.
-
-        Audio is resampled as soon as it comes while little is buffered (the
-        first audio must not wait), then in batches of `RESAMPLE_BATCH_MS`:
-        fewer, larger resampler calls for the same output.
-        """
+        """One piece, whole, into the buffer, with where its words start."""
         piece = Piece(text.split(), start=playing.synthesized)
         playing.pieces.append(piece)
         ratio = self._mixer.sample_rate / self._tts.sample_rate
-        batch = self._tts.sample_rate * RESAMPLE_BATCH_MS // 1000
         started = time.monotonic()
         source_samples = 0
-        waiting: list[np.ndarray] = []
-        waiting_samples = 0
         first = True
         async for chunk in self._tts.synthesize_timed(text):
             if first:
@@ -334,39 +351,62 @@ class Speaker:
                 if word == len(piece.word_starts):
                     piece.word_starts.append(piece.start + round((source_samples + sample) * ratio))
             source_samples += len(chunk.pcm)
-            waiting.append(chunk.pcm)
-            waiting_samples += len(chunk.pcm)
-            if waiting_samples >= batch or playing.buffered + self._mixer.speech_queued_samples < self._lookahead // 4:
-                self._buffer(playing.resampler.process(np.concatenate(waiting)), playing, piece)
-                waiting, waiting_samples = [], 0
-        if waiting:
-            self._buffer(playing.resampler.process(np.concatenate(waiting)), playing, piece)
+            self._buffer(chunk.pcm, playing, piece)
         piece.complete = True
 
     def _buffer(self, pcm: np.ndarray, playing: _Playing, piece: Piece) -> None:
         if len(pcm):
-            playing.buffer.append(pcm)
-            playing.buffered += len(pcm)
+            playing.source.append(pcm)
+            playing.source_total += len(pcm)
         piece.end = playing.synthesized
-        self._feed(playing)
+        if self._mixer.speech_space_samples >= self._refill_space:  # else the next frames refill the mixer
+            self._feed(playing)
 
     def _feed(self, playing: _Playing) -> None:
         """Move buffered audio into the mixer's speech queue, as much as fits."""
         space = self._mixer.speech_space_samples
-        while playing.buffer and space > 0:
-            head = playing.buffer[0]
+        if space > playing.ready_samples:
+            self._resample(playing, space - playing.ready_samples)
+        while playing.ready and space > 0:
+            head = playing.ready[0]
             take = min(space, len(head))
             if take < len(head):
-                playing.buffer[0] = head[take:]
+                playing.ready[0] = head[take:]
                 head = head[:take]
             else:
-                playing.buffer.popleft()
+                playing.ready.popleft()
             self._mixer.push_speech(head, playing.job.utterance.id)
-            playing.buffered -= take
+            playing.ready_samples -= take
             playing.pushed += take
             space -= take
-        if playing.complete and not playing.buffered and playing.pushed and not playing.ended:
+        if playing.drained and playing.pushed and not playing.ended:
             playing.ended = True
             self._mixer.end_speech(playing.job.utterance.id)  # its end is the end, not audio running dry
         if playing.buffered <= self._lookahead:
             playing.room.set()
+
+    @staticmethod
+    def _resample(playing: _Playing, wanted: int) -> None:
+        """Resample about `wanted` output samples' worth of the waiting audio (the rest, once all is synthesized)."""
+        resampler = playing.resampler
+        need = -(-wanted * resampler.from_rate // resampler.to_rate)
+        taken: list[np.ndarray] = []
+        while playing.source and need > 0:
+            head = playing.source[0]
+            if len(head) > need:
+                playing.source[0] = head[need:]
+                head = head[:need]
+            else:
+                playing.source.popleft()
+            taken.append(head)
+            need -= len(head)
+        last = playing.complete and not playing.source and not playing.flushed
+        if not taken and not last:
+            return
+        source = np.concatenate(taken) if len(taken) > 1 else taken[0] if taken else np.zeros(0, np.int16)
+        out = resampler.process(source, last=last)
+        playing.resampled_out += len(out)
+        playing.flushed = last
+        if len(out):
+            playing.ready.append(out)
+            playing.ready_samples += len(out)
