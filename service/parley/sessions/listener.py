@@ -96,10 +96,14 @@ class Listener:
 
     def feed(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono int16 audio that just arrived."""
-        arrival = self._clock.now()
         end_position = self._position + len(pcm)
         was_speaking = self._vad.speaking
         events = self._vad.process(pcm)
+        if not (events or was_speaking or self._vad.speaking):  # a quiet line stays quiet: the usual chunk
+            self._remember_preroll(pcm)
+            self._position = end_position
+            return
+        arrival = self._clock.now()
         if events and any(e.type is VADEventType.SPEECH_START for e in events):
             self._flush_preroll()  # the words' first syllable came before the VAD noticed
         if self._vad.speaking and self._vad.quiet_ms == 0 and self._finalized:

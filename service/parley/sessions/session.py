@@ -365,8 +365,11 @@ class Session:
         self.touch()
 
     def push_audio(self, stream: AttachedStream, pcm: bytes) -> None:
-        """The caller's audio in the stream's input format."""
-        self.touch()
+        """The caller's audio in the stream's input format.
+
+        No `touch()` per chunk: a session with a stream attached is never
+        reaped, and detaching touches it.
+        """
         self.port.push(stream, pcm)
 
     # -- views ------------------------------------------------------------------------------
