@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from parley.audio.pcm import StreamResampler
+import numpy as np
+
+from parley.audio.pcm import PcmLike, StreamResampler
 from parley.providers.workers import Workers
 from parley.sessions import speech
 from parley.sessions.config import AudioFormat, ProviderChoice, ProvidersConfig, SessionConfig
@@ -93,7 +95,7 @@ async def test_speech_cut_early_was_never_resampled_beyond_what_the_mixer_took(m
     given: list[int] = []
 
     class CountingResampler(StreamResampler):  # the real resampler, counting the samples it is given
-        def process(self, pcm, last: bool = False):  # type: ignore[no-untyped-def]
+        def process(self, pcm: PcmLike, last: bool = False) -> np.ndarray:
             given.append(len(pcm))
             return super().process(pcm, last)
 

@@ -104,7 +104,6 @@ class _Playing:
     pieces: list[Piece] = field(default_factory=list)
     source: deque[np.ndarray] = field(default_factory=deque)  # synthesized, at the voice's rate, not yet resampled
     source_total: int = 0  # samples the voice synthesized so far
-    resampled_out: int = 0
     flushed: bool = False  # the resampler gave out its last samples
     ready: deque[np.ndarray] = field(default_factory=deque)  # resampled, not yet in the mixer
     ready_samples: int = 0
@@ -118,7 +117,7 @@ class _Playing:
     @property
     def synthesized(self) -> int:
         if self.flushed:
-            return self.resampled_out
+            return self.pushed + self.ready_samples
         to_rate, from_rate = self.resampler.to_rate, self.resampler.from_rate
         return (2 * self.source_total * to_rate + from_rate) // (2 * from_rate)  # the resampler's own rounding
 
@@ -367,18 +366,10 @@ class Speaker:
         space = self._mixer.speech_space_samples
         if space > playing.ready_samples:
             self._resample(playing, space - playing.ready_samples)
-        while playing.ready and space > 0:
-            head = playing.ready[0]
-            take = min(space, len(head))
-            if take < len(head):
-                playing.ready[0] = head[take:]
-                head = head[:take]
-            else:
-                playing.ready.popleft()
+        for head in _take(playing.ready, space):
             self._mixer.push_speech(head, playing.job.utterance.id)
-            playing.ready_samples -= take
-            playing.pushed += take
-            space -= take
+            playing.ready_samples -= len(head)
+            playing.pushed += len(head)
         if playing.drained and playing.pushed and not playing.ended:
             playing.ended = True
             self._mixer.end_speech(playing.job.utterance.id)  # its end is the end, not audio running dry
@@ -389,24 +380,26 @@ class Speaker:
     def _resample(playing: _Playing, wanted: int) -> None:
         """Resample about `wanted` output samples' worth of the waiting audio (the rest, once all is synthesized)."""
         resampler = playing.resampler
-        need = -(-wanted * resampler.from_rate // resampler.to_rate)
-        taken: list[np.ndarray] = []
-        while playing.source and need > 0:
-            head = playing.source[0]
-            if len(head) > need:
-                playing.source[0] = head[need:]
-                head = head[:need]
-            else:
-                playing.source.popleft()
-            taken.append(head)
-            need -= len(head)
+        taken = _take(playing.source, -(-wanted * resampler.from_rate // resampler.to_rate))
         last = playing.complete and not playing.source and not playing.flushed
         if not taken and not last:
             return
-        source = np.concatenate(taken) if len(taken) > 1 else taken[0] if taken else np.zeros(0, np.int16)
-        out = resampler.process(source, last=last)
-        playing.resampled_out += len(out)
+        out = resampler.process(np.concatenate(taken) if taken else np.zeros(0, np.int16), last=last)
         playing.flushed = last
         if len(out):
             playing.ready.append(out)
             playing.ready_samples += len(out)
+
+
+def _take(chunks: deque[np.ndarray], count: int) -> list[np.ndarray]:
+    """Up to `count` samples from the front of `chunks`, splitting the chunk where they end."""
+    taken: list[np.ndarray] = []
+    while chunks and count > 0:
+        head = chunks[0]
+        if len(head) > count:
+            chunks[0], head = head[count:], head[:count]
+        else:
+            chunks.popleft()
+        taken.append(head)
+        count -= len(head)
+    return taken
