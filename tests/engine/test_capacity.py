@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
-import os
 
 import numpy as np
 
-import parley
 from parley.audio.pcm import PcmLike, StreamResampler
 from parley.providers.workers import Workers
 from parley.sessions import speech
@@ -20,7 +17,7 @@ from parley.sessions.states import UtteranceState
 from parley.sessions.stream import StreamSpec
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
-from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
+from tests.engine.conftest import STAND_IN_PROVIDERS
 from tests.helpers import eventually
 
 
@@ -87,48 +84,6 @@ async def test_sessions_cost_no_task_of_their_own_unless_they_speak() -> None:
     await eventually(lambda: len(registry.frame_clock) == 0, what="every session off the clock")
     await registry.shutdown()
     workers.close()
-
-
-SERVICE_CODE = os.path.dirname(parley.__file__) + os.sep
-
-
-def tasks_running_our_code() -> list[str]:
-    """Tasks whose coroutine is the service's (gRPC's own per-call tasks run its compiled code)."""
-    ours = []
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and code.co_filename.startswith(SERVICE_CODE):
-            ours.append(code.co_qualname)
-    return ours
-
-
-async def test_an_audio_stream_reads_and_writes_without_a_task_of_ours(server, stub, start_session, caplog) -> None:
-    """StreamAudio's reads and writes run from gRPC's completion callbacks: a call adds no task of
-    ours, frames and the caller's audio still flow both ways, and a caller who hangs up mid-write
-    is no error."""
-    sessions = [await start_session(auto_reply=False) for _ in range(10)]
-    baseline = sorted(tasks_running_our_code())
-    clients = [await open_stream(stub, s.name) for s in sessions]  # each returns once frames flow
-    tone = (8000 * np.sin(2 * np.pi * 300 * np.arange(9600) / 16000)).astype(np.int16)
-    senders = [asyncio.create_task(c.send(tone)) for c in clients]  # the test's own tasks
-    await asyncio.sleep(0.3)
-    assert sorted(tasks_running_our_code()) == baseline
-
-    await asyncio.gather(*senders)
-    for client in clients:  # the caller's audio reached every session
-        await client.wait_for(lambda c=client: session_pb2.USER_STATE_SPEAKING in  # type: ignore[misc]
-                              [e.new_state for e in c.of("user_state_changed")])
-    before = [len(c.frames) for c in clients]
-    await asyncio.sleep(0.2)
-    assert all(len(c.frames) >= b + 5 for c, b in zip(clients, before, strict=True))  # frames keep coming
-
-    with caplog.at_level("DEBUG", logger="parley"):
-        for client in clients:  # hang up while frames are being written
-            await client.aclose()
-        await eventually(lambda: not any((server.registry.get(s.name)).port.stream for s in sessions),
-                         what="every stream detached")
-    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert sorted(tasks_running_our_code()) == baseline
 
 
 async def test_speech_cut_early_was_never_resampled_beyond_what_the_mixer_took(monkeypatch) -> None:

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from parley.api import converters as conv
-from parley.api.audio_call import AudioCall
 from parley.api.auth import current_principal
 from parley.api.call_tracing import join_session_trace
 from parley.api.status import DRAIN_SECONDS, maps_errors
+from parley.cancelling import cancel_and_wait
 from parley.chat import ToolCall
 from parley.errors import InvalidArgument
 from parley.sessions.registry import AnySession, SessionRegistry
 from parley.sessions.session import Session
 from parley.sessions.session_types import BusyPolicy
+from parley.sessions.stream import AttachedStream, OutFrame
 from parley.sessions.utterance import Utterance
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
-from parley.v1 import session_pb2
+from parley.v1 import audio_pb2, session_pb2
 
 RECORDING_CHUNK = 64 * 1024
 
@@ -214,15 +216,39 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
     @maps_errors
     async def StreamAudio(
         self, requests: AsyncIterator[pb.StreamAudioRequest], context: grpc.aio.ServicerContext
-    ) -> None:
-        """Reads and writes run from completion callbacks (see audio_call); `requests` stays unread."""
-        first = await context.read()
-        if first is grpc.aio.EOF or first.WhichOneof("message") != "config":
+    ) -> AsyncIterator[pb.StreamAudioResponse]:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("message") != "config":
             raise InvalidArgument("config", "the first StreamAudio message must be config")
         session = self._active(first.config.session, context, "config.session")
         spec = conv.stream_spec_from_proto(first.config, session.config.output_format)
         stream = session.attach_stream(spec, take_over=first.config.take_over)
+        reader = asyncio.create_task(self._read_audio(requests, session, stream))
         try:
-            await AudioCall(context, session, stream).run(DRAIN_SECONDS)
+            while (item := await stream.outbox.get()) is not None:
+                if isinstance(item, OutFrame):
+                    yield pb.StreamAudioResponse(audio=audio_pb2.AudioFrame(
+                        pcm=item.pcm, sequence=item.sequence, timestamp_ms=item.timestamp_ms,
+                        utterance_id=item.utterance_id,
+                    ))
+                else:
+                    yield pb.StreamAudioResponse(event=conv.event_to_proto(item))
+            # The stream ended (the session closed): give the caller a moment to stop writing before the
+            # status goes out; a client still writing when it arrives may report INTERNAL instead (grpcio).
+            await asyncio.wait([reader], timeout=DRAIN_SECONDS)
         finally:
+            await cancel_and_wait([reader])
             session.detach_stream(stream)
+
+    @staticmethod
+    async def _read_audio(
+        requests: AsyncIterator[pb.StreamAudioRequest], session: Session, stream: AttachedStream
+    ) -> None:
+        """Feed the caller's chunks to the session; a bad message fails the stream."""
+        try:
+            async for message in requests:
+                if message.WhichOneof("message") != "audio":
+                    raise InvalidArgument("config", "config may only be the first message of a stream")
+                session.push_audio(stream, message.audio.pcm)
+        except InvalidArgument as exc:
+            stream.outbox.fail(exc)

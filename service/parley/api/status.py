@@ -123,8 +123,6 @@ def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return await method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            if hasattr(request, "__aiter__"):
-                await _take_what_was_sent(context)
             await _abort(context, exc, name)
 
     return unary_wrapper

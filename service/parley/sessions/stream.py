@@ -1,20 +1,16 @@
 """An attached audio stream: what the session sends to it, bounded.
 
 The session puts output frames and events into the stream's outbox; the
-reader takes them out in order, either awaiting each (`get`, as an
-embedding program does) or, as the gRPC transport does, told by a callback
-when there is something to take (`watch`) and taking it as it can send it
-(`take`), with no task in between. The outbox is bounded: when the reader
-falls behind, the oldest frames are dropped and counted (a late frame is
-worth nothing in real-time audio); events are never dropped, and a reader
-that falls `event_limit` events behind is cut off.
+transport (the gRPC handler) takes them out in order. The outbox is bounded:
+when the reader falls behind, the oldest frames are dropped and counted (a
+late frame is worth nothing in real-time audio); events are never dropped,
+and a reader that falls `event_limit` events behind is cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -54,21 +50,11 @@ class Outbox:
         self._events = 0
         self._frame_limit = frame_limit
         self._event_limit = event_limit
-        self._ready: Callable[[], None] = self._wake_getter
-        self._getter: asyncio.Future[None] | None = None  # `get`, waiting for an item
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None  # the reader, waiting for an item
         self._error: ParleyError | None = None
         self._ended = False
         self.dropped_total = 0
-
-    def watch(self, ready: Callable[[], None]) -> None:
-        """Call `ready()` now and whenever an item arrives or the stream ends (instead of `get`).
-
-        `ready` runs inside whatever queued the item (the frame clock's tick,
-        an event being published), so it may start sending but must not wait
-        or raise.
-        """
-        self._ready = ready
-        ready()
 
     def put_frame(self, frame: OutFrame) -> None:
         if self._ended:
@@ -80,7 +66,7 @@ class Outbox:
             self.dropped_total += 1
         self._items.append(frame)
         self._frames += 1
-        self._ready()
+        self._wake()
 
     def put_event(self, event: SessionEvent) -> None:
         if self._ended:
@@ -90,52 +76,40 @@ class Outbox:
             return
         self._items.append(event)
         self._events += 1
-        self._ready()
+        self._wake()
 
     def end(self) -> None:
         """No more items; the reader finishes what is queued."""
         self._ended = True
-        self._ready()
+        self._wake()
 
     def fail(self, error: ParleyError) -> None:
-        """End the stream with an error after nothing else (the first error stays: it is the cause)."""
-        if self._error is None:
-            self._error = error
+        """End the stream with an error after nothing else."""
+        self._error = error
         self._items.clear()
         self._ended = True
-        self._ready()
+        self._wake()
 
-    @property
-    def drained(self) -> bool:
-        """Ended, and everything queued was taken."""
-        return self._ended and not self._items
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
-    def take(self) -> OutFrame | SessionEvent | None:
-        """The next item; None when none is queued; raises the error the stream failed with."""
-        if self._error is not None:
-            raise self._error
-        if not self._items:
-            return None
+    async def get(self) -> OutFrame | SessionEvent | None:
+        """The next item; None when the stream ended; raises the error it failed with."""
+        while not self._items:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                return None
+            self._waiter = self._loop.create_future()
+            await self._waiter
         item = self._items.popleft()
         if isinstance(item, OutFrame):
             self._frames -= 1
         else:
             self._events -= 1
         return item
-
-    async def get(self) -> OutFrame | SessionEvent | None:
-        """The next item, waiting for it; None once the stream ended; raises the error it failed with."""
-        while (item := self.take()) is None:
-            if self._ended:
-                return None
-            self._getter = asyncio.get_running_loop().create_future()
-            await self._getter
-        return item
-
-    def _wake_getter(self) -> None:
-        getter, self._getter = self._getter, None
-        if getter is not None and not getter.done():
-            getter.set_result(None)
 
 
 class FrameAdapter:
