@@ -125,8 +125,13 @@ class Conversation:
                              and e.utterance_updated.utterance.id == said.id
                              and e.utterance_updated.utterance.state == PLAYED)
 
-    async def until(self, seen: int, matches, timeout: float = 5.0) -> None:
-        """Keep the line open until an event after the first `seen` matches."""
+    async def until(self, seen: int, matches, timeout: float = SETTLE_SECONDS) -> None:
+        """Keep the line open until an event after the first `seen` matches.
+
+        The bound is on a hang, not a speed claim, as settle's is: with the
+        default providers THINKING waits for Whisper's transcript, which
+        comes about half a second after the caller stops here, but has taken
+        over 5 s on a loaded 2-core host."""
         deadline = time.monotonic() + timeout
         while not any(matches(e) for e in self.client.events[seen:]):
             assert time.monotonic() < deadline, f"the scene never came; steps: {self.log}"
