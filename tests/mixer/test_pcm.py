@@ -43,6 +43,20 @@ def test_stream_resampler_matches_one_shot_across_chunk_edges(channels):
     assert np.max(np.abs(joined[:n].astype(int) - whole[:n])) <= 1
 
 
+@pytest.mark.parametrize("from_rate,to_rate", [(16000, 24000), (22050, 24000), (24000, 16000), (16000, 48000),
+                                               (24000, 24000)])
+def test_output_length_is_what_the_chunks_and_the_flush_make(from_rate, to_rate):
+    """The speaker places words and utterance ends by this count before the audio is resampled."""
+    rng = np.random.default_rng(3)
+    for total in (1, 7, 320, 12345):
+        stream = StreamResampler(from_rate, to_rate)
+        pcm = rng.integers(-8000, 8000, total).astype(np.int16)
+        cuts = sorted(rng.integers(0, total, 3))
+        made = sum(len(stream.process(part)) for part in np.split(pcm, cuts))
+        made += len(stream.process(np.zeros(0, np.int16), last=True))
+        assert made == stream.output_length(total), (from_rate, to_rate, total)
+
+
 def test_same_rate_is_a_copy():
     pcm = tts_like(24000, 0.1)
     assert np.array_equal(resample(pcm, 24000, 24000), pcm)

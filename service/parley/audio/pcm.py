@@ -100,6 +100,10 @@ class StreamResampler:
             else soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
         )
 
+    def output_length(self, input_samples: int) -> int:
+        """How many samples `input_samples` become once flushed: floor(n * to / from + 1/2), soxr's rounding."""
+        return (2 * input_samples * self.to_rate + self.from_rate) // (2 * self.from_rate)
+
     def process(self, pcm: PcmLike, last: bool = False) -> np.ndarray:
         """Resample one chunk; returns whatever output is ready (may be empty)."""
         arr = as_int16(pcm, self.channels)

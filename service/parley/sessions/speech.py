@@ -118,8 +118,7 @@ class _Playing:
     def synthesized(self) -> int:
         if self.flushed:
             return self.pushed + self.ready_samples
-        to_rate, from_rate = self.resampler.to_rate, self.resampler.from_rate
-        return (2 * self.source_total * to_rate + from_rate) // (2 * from_rate)  # the resampler's own rounding
+        return self.resampler.output_length(self.source_total)
 
     @property
     def buffered(self) -> int:
