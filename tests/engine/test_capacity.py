@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import AsyncIterator
 
 import numpy as np
 
 from parley.audio.pcm import PcmLike, StreamResampler
+from parley.providers.base import SpeechChunk
+from parley.providers.tts import tone
+from parley.providers.tts.tone import ToneTTS
 from parley.providers.workers import Workers
 from parley.sessions import speech
 from parley.sessions.config import AudioFormat, ProviderChoice, ProvidersConfig, SessionConfig
@@ -117,5 +121,41 @@ async def test_speech_cut_early_was_never_resampled_beyond_what_the_mixer_took(m
     resampled_seconds, played_seconds = sum(given) / 16000, said.played_ms / 1000
     assert resampled_seconds < played_seconds + 1.5, (
         f"{resampled_seconds:.1f} s of a {60 * 4 * 0.06:.0f} s sentence resampled, {played_seconds:.1f} s played")
+    await registry.shutdown()
+    workers.close()
+
+
+async def test_a_voice_with_its_audio_ready_at_once_lets_every_session_start_speaking(monkeypatch) -> None:
+    """Speech that starts in many sessions at once starts in all of them before any runs ahead.
+
+    The tone voice hands over its audio without ever waiting (as a cached or
+    very fast engine would), and each session synthesizes seconds ahead of
+    play-out. Were synthesis not to give way between chunks, the first
+    session would make its whole look-ahead before the second made anything,
+    and every session's first frame would wait for all of them.
+    """
+    pulled: list[int] = []  # which session's voice handed over each chunk, in order
+
+    class RecordingTone(ToneTTS):  # the real stand-in voice, recording the order its chunks are taken in
+        async def synthesize_timed(self, text: str) -> AsyncIterator[SpeechChunk]:
+            async for chunk in super().synthesize_timed(text):
+                pulled.append(id(self))
+                yield chunk
+
+    monkeypatch.setattr(tone, "ToneTTS", RecordingTone)
+    workers = Workers(2)
+    registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
+    config = SessionConfig(providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
+                                                     vad=ProviderChoice("energy"), llm=ProviderChoice("echo")))
+    sessions = [await registry.start(config) for _ in range(20)]
+    said = [s.say("Thank you for calling. Your order has shipped and should arrive on Thursday.")
+            for s in sessions]
+    await eventually(lambda: all(u.played_ms > 0 for u in said), what="every session speaking")
+
+    voices = set(pulled)
+    assert len(voices) == len(sessions)
+    first_round = pulled[: len(voices)]
+    assert set(first_round) == voices, (
+        f"{len(set(first_round))} of {len(voices)} sessions had their first audio before one took a second chunk")
     await registry.shutdown()
     workers.close()

@@ -76,7 +76,8 @@ async def talk_conversation(address: str, tmp_path: Path) -> None:
     assert (rate, channels) == (24000, 1)
     assert loudest_rms(pcm, rate) > 1000
     heard = await transcribe(pcm, rate)
-    assert heard.strip(), "the default STT found no words in the recorded reply"
+    said = [line.detail for line in lines if line.kind == "agent_text"]
+    assert heard.strip(), f"the default STT found no words in the recorded reply; the agent said {said}"
 
 
 async def test_talk_into_an_existing_session_leaves_it_open(address: str, tmp_path: Path) -> None:

@@ -350,6 +350,7 @@ class Speaker:
                     piece.word_starts.append(piece.start + round((source_samples + sample) * ratio))
             source_samples += len(chunk.pcm)
             self._buffer(chunk.pcm, playing, piece)
+            await asyncio.sleep(0)  # a voice with its audio ready at once must not hold every other session
         piece.complete = True
 
     def _buffer(self, pcm: np.ndarray, playing: _Playing, piece: Piece) -> None:
