@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
+from parley.sessions.config import ProviderChoice, ProvidersConfig
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import audio_pb2, events_pb2, session_pb2
 
@@ -22,6 +23,9 @@ STAND_IN_PROVIDERS = session_pb2.ProvidersConfig(
     vad=session_pb2.ProviderSpec(name="energy"),
     llm=session_pb2.ProviderSpec(name="echo"),
 )
+# The same stand-ins for sessions made in process, without gRPC.
+STAND_IN_CHOICES = ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
+                                   vad=ProviderChoice("energy"), llm=ProviderChoice("echo"))
 
 
 @dataclass

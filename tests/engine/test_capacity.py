@@ -14,14 +14,14 @@ from parley.providers.tts import tone
 from parley.providers.tts.tone import ToneTTS
 from parley.providers.workers import Workers
 from parley.sessions import speech
-from parley.sessions.config import AudioFormat, ProviderChoice, ProvidersConfig, SessionConfig
+from parley.sessions.config import AudioFormat, SessionConfig
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.registry import SessionRegistry
 from parley.sessions.states import UtteranceState
 from parley.sessions.stream import StreamSpec
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
-from tests.engine.conftest import STAND_IN_PROVIDERS
+from tests.engine.conftest import STAND_IN_CHOICES, STAND_IN_PROVIDERS
 from tests.helpers import eventually
 
 
@@ -61,8 +61,7 @@ async def test_sessions_cost_no_task_of_their_own_unless_they_speak() -> None:
     """The structure that keeps a session cheap: one frame clock for all, no task per session or per stream."""
     workers = Workers(2)
     registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
-    config = SessionConfig(providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
-                                                     vad=ProviderChoice("energy"), llm=ProviderChoice("echo")))
+    config = SessionConfig(providers=STAND_IN_CHOICES)
     await registry.start(config)  # the shared frame clock's task exists from the first session on
     baseline = len(asyncio.all_tasks())
     sessions = [await registry.start(config) for _ in range(50)]
@@ -107,8 +106,7 @@ async def test_speech_cut_early_was_never_resampled_beyond_what_the_mixer_took(m
     workers = Workers(2)
     registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
     session = await registry.start(SessionConfig(
-        providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
-                                  vad=ProviderChoice("energy"), llm=ProviderChoice("echo")),
+        providers=STAND_IN_CHOICES,
         output_format=AudioFormat(24000)))
     text = " ".join(["word"] * 60)  # one piece: 60 x 4 characters x 60 ms of tone, 14 s, plus the spaces
     said = session.say(text)
@@ -145,8 +143,7 @@ async def test_a_voice_with_its_audio_ready_at_once_lets_every_session_start_spe
     monkeypatch.setattr(tone, "ToneTTS", RecordingTone)
     workers = Workers(2)
     registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
-    config = SessionConfig(providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
-                                                     vad=ProviderChoice("energy"), llm=ProviderChoice("echo")))
+    config = SessionConfig(providers=STAND_IN_CHOICES)
     sessions = [await registry.start(config) for _ in range(20)]
     said = [s.say("Thank you for calling. Your order has shipped and should arrive on Thursday.")
             for s in sessions]

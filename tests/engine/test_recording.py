@@ -13,13 +13,13 @@ import soundfile
 
 from parley.errors import NotFound
 from parley.providers.workers import Workers
-from parley.sessions.config import ProviderChoice, ProvidersConfig, RecordingConfig, SessionConfig
+from parley.sessions.config import RecordingConfig, SessionConfig
 from parley.sessions.limits import RegistryLimits, SessionLimits
 from parley.sessions.registry import SessionRegistry
 from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
-from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
+from tests.engine.conftest import STAND_IN_CHOICES, STAND_IN_PROVIDERS, open_stream
 from tests.engine.test_speech import LONG_TEXT
 from tests.helpers import error_details
 
@@ -142,8 +142,7 @@ async def test_a_recording_is_deleted_after_its_ttl_and_with_the_snapshot(tmp_pa
     limits = RegistryLimits(allow_stand_in_providers=True, recording_ttl=0, closed_session_retention=1,
                             session=SessionLimits(recording_dir=str(tmp_path)))
     registry = SessionRegistry(limits, workers=workers)
-    config = SessionConfig(providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
-                                                     vad=ProviderChoice("energy"), llm=ProviderChoice("echo")),
+    config = SessionConfig(providers=STAND_IN_CHOICES,
                            recording=RecordingConfig(enabled=True))
     first = await registry.start(config)
     path = first.recording.path

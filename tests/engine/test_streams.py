@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import grpc
 import numpy as np
 import pytest
 
 from parley.providers.workers import Workers
-from parley.sessions.config import ProviderChoice, ProvidersConfig, SessionConfig, ThinkingAudioConfig
+from parley.sessions.config import ProviderChoice, SessionConfig, ThinkingAudioConfig
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.registry import SessionRegistry
 from parley.sessions.session_types import SessionHooks
@@ -17,7 +18,7 @@ from parley.sessions.states import UtteranceState
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, session_pb2
-from tests.engine.conftest import open_stream, rms
+from tests.engine.conftest import STAND_IN_CHOICES, open_stream, rms
 from tests.engine.test_speech import wait_done
 from tests.helpers import error_details, eventually
 
@@ -162,8 +163,7 @@ async def test_auto_thinking_sound_plays_while_the_model_thinks() -> None:
     workers = Workers(2)
     registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True), workers=workers)
     config = SessionConfig(
-        providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
-                                  vad=ProviderChoice("energy"), llm=ProviderChoice("echo", {"token_delay_ms": 600})),
+        providers=replace(STAND_IN_CHOICES, llm=ProviderChoice("echo", {"token_delay_ms": 600})),
         thinking_audio=ThinkingAudioConfig(auto=True),
     )
     heard: list[np.ndarray] = []
@@ -187,8 +187,7 @@ async def test_embedding_hooks_transform_text_and_observe_audio() -> None:
         return text.upper()
 
     hooks = SessionHooks(on_agent_text=shout, on_agent_audio=lambda frame: frames.append(frame.copy()))
-    config = SessionConfig(providers=ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
-                                                     vad=ProviderChoice("energy"), llm=ProviderChoice("echo")))
+    config = SessionConfig(providers=STAND_IN_CHOICES)
     session = await registry.start(config, hooks=hooks)
     utterance = session.say("quiet words")
     done = await utterance.done
