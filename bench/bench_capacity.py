@@ -1,12 +1,16 @@
 """Capacity: how many real-time calls one Parley process carries, next to the bare transport.
 
-For each N, in the same run: the bare grpc.aio echo (bench/echo_server.py)
-and then Parley, each in its own fresh process, loaded by the same client
+For each N, in the same run: the bare grpc.aio echo (bench/echo_server.py),
+the same echo shaped like a server that speaks on its own clock (a reader
+task per stream, frames from Parley's frame clock and outbox; stand-in
+series only), and then Parley, each in its own fresh process, loaded by the
+same client
 (bench/capacity_load.py, its own process): N callers, each on its own
 connection, audio both ways every 20 ms, the agent speaking, caller speech
 that the VAD, the recognizer and barge-in act on, background audio on a third
 of the sessions. Server CPU is read from /proc over the client's measuring
-window; CPU per session is compared with the echo's at the same N. The
+window; CPU per session is compared with the echo's at the same N (and
+with the clocked echo's: the part of the cost that is the conversation). The
 figures move from run to run on a shared machine: each N runs `--rounds`
 times (3) and the round with the median p99 is reported.
 
@@ -61,8 +65,9 @@ def start_parley(port: int) -> subprocess.Popen:
         stderr=subprocess.DEVNULL)
 
 
-def start_echo(port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), str(port)], stderr=subprocess.DEVNULL)
+def start_echo(port: int, clocked: bool = False) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), str(port)]
+                            + (["--clocked"] if clocked else []), stderr=subprocess.DEVNULL)
 
 
 async def load(server: subprocess.Popen, port: int, sessions: int, *, echo: bool, default: bool) -> dict:
@@ -85,15 +90,20 @@ async def load(server: subprocess.Popen, port: int, sessions: int, *, echo: bool
     return result
 
 
-async def step(sessions: int, default: bool) -> dict:
+async def run_echo(sessions: int, default: bool, clocked: bool) -> dict:
     port = free_port()
-    echo_server = start_echo(port)
+    echo_server = start_echo(port, clocked)
     try:
         await wait_ready(port)
-        echo = await load(echo_server, port, sessions, echo=True, default=default)
+        return await load(echo_server, port, sessions, echo=True, default=default)
     finally:
         echo_server.terminate()
         echo_server.wait(10)
+
+
+async def step(sessions: int, default: bool) -> dict:
+    echo = await run_echo(sessions, default, clocked=False)
+    clocked = None if default else await run_echo(sessions, default, clocked=True)
     port = free_port()
     parley = start_parley(port)
     try:
@@ -102,8 +112,16 @@ async def step(sessions: int, default: bool) -> dict:
     finally:
         parley.terminate()
         parley.wait(10)
-    ratio = engine["server_cpu"] / echo["server_cpu"] if echo["server_cpu"] else float("nan")
-    return {"sessions": sessions, "echo": echo, "parley": engine, "cpu_per_session_vs_echo": ratio}
+    row = {"sessions": sessions, "echo": echo, "parley": engine,
+           "cpu_per_session_vs_echo": cpu_ratio(engine, echo)}
+    if clocked is not None:
+        row.update(clocked_echo=clocked, clocked_echo_vs_echo=cpu_ratio(clocked, echo),
+                   cpu_per_session_vs_clocked_echo=cpu_ratio(engine, clocked))
+    return row
+
+
+def cpu_ratio(server: dict, baseline: dict) -> float:
+    return server["server_cpu"] / baseline["server_cpu"] if baseline["server_cpu"] else float("nan")
 
 
 async def idle_memory(count: int = 200) -> dict:
@@ -137,11 +155,20 @@ def print_row(row: dict) -> None:
     print(f"  {row['sessions']:4d} | echo p99 {e['p99_ms']:6.1f} ms cpu {e['server_cpu'] * 100:4.0f}% | "
           f"parley p50 {p['p50_ms']:6.1f} p99 {p['p99_ms']:7.1f} max {p['max_ms']:7.1f} ms "
           f"dropped {p['frames_dropped']:5d} cpu {p['server_cpu'] * 100:4.0f}% "
-          f"x{row['cpu_per_session_vs_echo']:.2f} rss {p['server_rss_mib']:5.0f} MiB "
+          f"x{row['cpu_per_session_vs_echo']:.2f}{_clocked(row)} rss {p['server_rss_mib']:5.0f} MiB "
           f"client {p['client_cpu'] * 100:3.0f}% speaking {p['speaking_share'] * 100:3.0f}% "
           f"say->frame p50 {say if say is None else round(say)} p99 "
           f"{p['say_to_first_frame_ms_p99'] if say is None else round(p['say_to_first_frame_ms_p99'])} ms"
           + _transcripts(p) + (f" errors {p['errors']}" if p["errors"] else ""), flush=True)
+
+
+def _clocked(row: dict) -> str:
+    """The clocked echo's p99 and CPU, and Parley's CPU per session against it."""
+    if "clocked_echo" not in row:
+        return ""
+    c = row["clocked_echo"]
+    return (f" (clocked echo p99 {c['p99_ms']:.1f} ms cpu {c['server_cpu'] * 100:.0f}% "
+            f"x{row['clocked_echo_vs_echo']:.2f}; parley vs it x{row['cpu_per_session_vs_clocked_echo']:.2f})")
 
 
 def _transcripts(p: dict) -> str:
