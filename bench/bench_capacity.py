@@ -151,15 +151,19 @@ async def idle_memory(count: int = 200) -> dict:
 
 def print_row(row: dict) -> None:
     e, p = row["echo"], row["parley"]
-    say = p.get("say_to_first_frame_ms_p50")
     print(f"  {row['sessions']:4d} | echo p99 {e['p99_ms']:6.1f} ms cpu {e['server_cpu'] * 100:4.0f}% | "
           f"parley p50 {p['p50_ms']:6.1f} p99 {p['p99_ms']:7.1f} max {p['max_ms']:7.1f} ms "
           f"dropped {p['frames_dropped']:5d} cpu {p['server_cpu'] * 100:4.0f}% "
           f"x{row['cpu_per_session_vs_echo']:.2f}{_clocked(row)} rss {p['server_rss_mib']:5.0f} MiB "
           f"client {p['client_cpu'] * 100:3.0f}% speaking {p['speaking_share'] * 100:3.0f}% "
-          f"say->frame p50 {say if say is None else round(say)} p99 "
-          f"{p['say_to_first_frame_ms_p99'] if say is None else round(p['say_to_first_frame_ms_p99'])} ms"
+          f"say->frame p50 {_ms(p['say_to_first_frame_ms_p50'])} p99 {_ms(p['say_to_first_frame_ms_p99'])} ms, "
+          f"{row['sessions']} at once p50 {_ms(p['burst_say_to_first_frame_ms_p50'])} "
+          f"max {_ms(p['burst_say_to_first_frame_ms_max'])} ms"
           + _transcripts(p) + (f" errors {p['errors']}" if p["errors"] else ""), flush=True)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else str(round(value))
 
 
 def _clocked(row: dict) -> str:

@@ -23,9 +23,11 @@ recognizer makes a caller wait as callers add up. Say -> first
 frame is timed only for a Say made while the agent was idle or listening
 (not one queued behind the session's own speech) and the caller silent,
 and not if the caller starts talking before it is heard (speech waits for
-the caller). The client runs on uvloop, so that its own work takes as
-little as it can of the cores it shares with the server. Prints one
-JSON object on stdout.
+the caller): for the Says made in the measuring window, and apart from
+them for the burst of N Says made at once as the load starts (whether one
+session waits behind all the others). The client runs on uvloop, so that
+its own work takes as little as it can of the cores it shares with the
+server. Prints one JSON object on stdout.
 
     python bench/capacity_load.py --target 127.0.0.1:50051 --sessions 50 --seconds 10 [--echo] [--default-providers]
 """
@@ -97,11 +99,12 @@ class Caller:
     speech_frames: int = 0
     gaps: int = 0
     dropped_reported: int = 0
-    say_latency: list[float] = field(default_factory=list)
+    say_latency: list[float] = field(default_factory=list)  # Says made while measuring
+    burst_latency: list[float] = field(default_factory=list)  # the Say made with every other caller's at once
     voice_ends: int = 0  # stretches of speech whose last voiced chunk was sent while measuring
     voice_end_sent: float | None = None  # when the current stretch's last voiced chunk went out
     transcript_latency: list[float] = field(default_factory=list)
-    said_at: dict[str, float] = field(default_factory=dict)
+    said_at: dict[str, tuple[float, bool]] = field(default_factory=dict)  # utterance -> (Say sent, in the burst)
     errors: list[str] = field(default_factory=list)
 
     def lateness(self) -> list[float]:
@@ -134,11 +137,12 @@ async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> N
     await caller.call.write(pb.StreamAudioRequest(config=config))
 
 
-async def say(caller: Caller, stop: asyncio.Event) -> None:
+async def say(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event, burst: bool = False) -> None:
     if stop.is_set():
         return
     idle = caller.agent_state in (session_pb2.AGENT_STATE_IDLE, session_pb2.AGENT_STATE_LISTENING) \
         and not caller.caller_speaking
+    timed = idle and (burst or measuring.is_set())
     started = time.monotonic()
     try:
         said = (await caller.stub.Say(pb.SayRequest(session=caller.name, text=SAY), metadata=caller.route)).utterance
@@ -146,12 +150,12 @@ async def say(caller: Caller, stop: asyncio.Event) -> None:
         if not stop.is_set():
             caller.errors.append(f"Say: {exc.code().name}")
         return
-    if idle:
-        caller.said_at[said.id] = started
+    if timed:
+        caller.said_at[said.id] = (started, burst)
 
 
 
-async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
+async def read(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event) -> None:
     assert caller.call is not None
     n = 0
     last_sequence = -1
@@ -169,9 +173,10 @@ async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
                 caller.frames += 1
                 if frame.utterance_id:
                     caller.speech_frames += 1
-                    started = caller.said_at.pop(frame.utterance_id, None)
-                    if started is not None:
-                        caller.say_latency.append((now - started) * 1000)
+                    said = caller.said_at.pop(frame.utterance_id, None)
+                    if said is not None:
+                        started, burst = said
+                        (caller.burst_latency if burst else caller.say_latency).append((now - started) * 1000)
                 continue
             event = response.event
             kind = event.WhichOneof("event")
@@ -191,7 +196,8 @@ async def read(caller: Caller, stop: asyncio.Event, echo: bool) -> None:
                 u = event.utterance_updated.utterance
                 if u.source == session_pb2.UTTERANCE_SOURCE_SAY and u.state in (
                         session_pb2.UTTERANCE_STATE_PLAYED, session_pb2.UTTERANCE_STATE_INTERRUPTED):
-                    asyncio.get_running_loop().call_later(0.3, lambda: asyncio.ensure_future(say(caller, stop)))
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(0.3, lambda: asyncio.ensure_future(say(caller, stop, measuring)))
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
             caller.errors.append(f"{exc.code().name}: {exc.details()}")
@@ -232,10 +238,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     for caller in callers:
         await start_caller(caller, args.echo, args.default_providers)
     stop, measuring = asyncio.Event(), asyncio.Event()
-    readers = [asyncio.create_task(read(c, stop, args.echo)) for c in callers]
+    readers = [asyncio.create_task(read(c, stop, measuring)) for c in callers]
     senders = [asyncio.create_task(send(c, stop, last_voiced, measuring)) for c in callers]
     if not args.echo:
-        await asyncio.gather(*(say(c, stop) for c in callers))
+        await asyncio.gather(*(say(c, stop, measuring, burst=True) for c in callers))
     print(MEASURING, flush=True)
     measuring.set()
     began = time.monotonic()
@@ -253,6 +259,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     await asyncio.gather(*(c.channel.close() for c in callers))
     lateness = np.array([x for c in callers for x in c.lateness()] or [0.0])
     say_latency = [x for c in callers for x in c.say_latency]
+    burst_latency = [x for c in callers for x in c.burst_latency]
     transcript_latency = [x for c in callers for x in c.transcript_latency]
     voice_ends = sum(c.voice_ends for c in callers)
     frames = sum(c.frames for c in callers)
@@ -264,6 +271,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "speaking_share": sum(c.speech_frames for c in callers) / max(1, frames),
         "say_to_first_frame_ms_p50": float(np.percentile(say_latency, 50)) if say_latency else None,
         "say_to_first_frame_ms_p99": float(np.percentile(say_latency, 99)) if say_latency else None,
+        "burst_say_to_first_frame_ms_p50": float(np.percentile(burst_latency, 50)) if burst_latency else None,
+        "burst_say_to_first_frame_ms_max": max(burst_latency, default=None),
         "final_transcript_ms_p50": float(np.percentile(transcript_latency, 50)) if transcript_latency else None,
         "final_transcript_ms_p99": float(np.percentile(transcript_latency, 99)) if transcript_latency else None,
         "transcribed_share": len(transcript_latency) / voice_ends if voice_ends else None,
