@@ -4,11 +4,10 @@ For each N, in the same run: the bare grpc.aio echo (bench/echo_server.py),
 the same echo shaped like a server that speaks on its own clock (a reader
 task per stream, frames from Parley's frame clock and outbox; stand-in
 series only), and then Parley, each in its own fresh process, loaded by the
-same client
-(bench/capacity_load.py, its own process): N callers, each on its own
-connection, audio both ways every 20 ms, the agent speaking, caller speech
-that the VAD, the recognizer and barge-in act on, background audio on a third
-of the sessions. Server CPU is read from /proc over the client's measuring
+same client (bench/capacity_load.py, its own process): N callers, each on
+its own connection, audio both ways every 20 ms, the agent speaking, caller
+speech that the VAD, the recognizer and barge-in act on, background audio on
+a third of the sessions. Server CPU is read from /proc over the client's measuring
 window; CPU per session is compared with the echo's at the same N (and
 with the clocked echo's: the part of the cost that is the conversation). The
 figures move from run to run on a shared machine: each N runs `--rounds`

@@ -269,15 +269,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "max_ms": float(lateness.max()),
         "frames_dropped": sum(c.gaps for c in callers), "drops_reported": sum(c.dropped_reported for c in callers),
         "speaking_share": sum(c.speech_frames for c in callers) / max(1, frames),
-        "say_to_first_frame_ms_p50": float(np.percentile(say_latency, 50)) if say_latency else None,
-        "say_to_first_frame_ms_p99": float(np.percentile(say_latency, 99)) if say_latency else None,
-        "burst_say_to_first_frame_ms_p50": float(np.percentile(burst_latency, 50)) if burst_latency else None,
+        "say_to_first_frame_ms_p50": percentile(say_latency, 50),
+        "say_to_first_frame_ms_p99": percentile(say_latency, 99),
+        "burst_say_to_first_frame_ms_p50": percentile(burst_latency, 50),
         "burst_say_to_first_frame_ms_max": max(burst_latency, default=None),
-        "final_transcript_ms_p50": float(np.percentile(transcript_latency, 50)) if transcript_latency else None,
-        "final_transcript_ms_p99": float(np.percentile(transcript_latency, 99)) if transcript_latency else None,
+        "final_transcript_ms_p50": percentile(transcript_latency, 50),
+        "final_transcript_ms_p99": percentile(transcript_latency, 99),
         "transcribed_share": len(transcript_latency) / voice_ends if voice_ends else None,
         "errors": sorted({e for c in callers for e in c.errors})[:5],
     }
+
+
+def percentile(values: list[float], q: int) -> float | None:
+    """The q-th percentile of `values`; None when there are none."""
+    return float(np.percentile(values, q)) if values else None
 
 
 def main() -> None:
