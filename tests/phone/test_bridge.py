@@ -175,11 +175,24 @@ async def test_a_session_that_does_not_exist_ends_the_call_with_parleys_status(p
     await provider.aclose()
 
 
-async def test_the_session_closing_ends_the_call(phone, stub) -> None:  # type: ignore[no-untyped-def]
-    provider = phone.provider()
+async def test_the_session_closing_ends_the_call_normally_while_the_caller_talks(phone, stub) -> None:  # type: ignore[no-untyped-def]
+    for attempt in range(20):  # the caller's media overlaps the close at a different point each time
+        provider = phone.provider(stream_sid=f"MZ{attempt:032d}")  # a new call, not a retried start
+        await close_while_talking(provider, stub, delay=0.01 * (attempt % 5))
+        assert (provider.close_code, provider.close_reason) == (1000, "call ended"), attempt
+        await provider.aclose()
+
+
+async def close_while_talking(provider: Provider, stub, delay: float) -> None:  # type: ignore[no-untyped-def]
+    """The backend closes the call's session `delay` s into the caller's (faster than real time) media."""
     await provider.open()
     await provider.wait_for(lambda: provider.of("media"))
-    await stub.Close(pb.CloseRequest(session=await live_session(stub), reason="done"))
+    talking = asyncio.create_task(provider.say(SILENCE * 2000, speed=10))
+    await asyncio.sleep(delay)
+    active = [s.name for s in (await stub.List(pb.ListRequest())).sessions
+              if s.status == session_pb2.SESSION_STATUS_ACTIVE]
+    assert len(active) == 1, active
+    await stub.Close(pb.CloseRequest(session=active[0], reason="done"))
     await provider.wait_for(lambda: provider.closed)
-    assert provider.close_code == 1000
-    await provider.aclose()
+    talking.cancel()
+    await asyncio.gather(talking, return_exceptions=True)

@@ -50,6 +50,31 @@ async def test_hang_up_from_the_page_ends_the_connection(web: str, stub) -> None
     assert (await wait_closed(stub, name)).close_reason == "closed from the page"
 
 
+async def test_a_session_closed_by_the_operator_while_the_page_talks_ends_with_the_operators_reason(
+        web: str, stub) -> None:
+    """The microphone keeps sending as the session closes: the page still learns why, not a stream failure."""
+    for attempt in range(40):
+        async with page_socket(web) as page:
+            await page.send({"type": "start", "config": STAND_INS, "input_rate": 16000})
+            name = (await page.next_frame("session"))["session"]["name"]
+
+            async def microphone() -> None:
+                while True:  # 20 ms chunks as fast as the socket takes them: the page's writes overlap the close
+                    await page.send(np.zeros(320, dtype="<i2").tobytes())
+                    await asyncio.sleep(0.002)
+
+            talking = asyncio.create_task(microphone())
+            try:
+                await asyncio.sleep(0.05 * (attempt % 4))
+                await stub.Close(pb.CloseRequest(session=name, reason="closed by the operator"), metadata=AUTH)
+                closed = await page.next_frame("closed")
+            finally:
+                talking.cancel()
+                await asyncio.gather(talking, return_exceptions=True)
+            assert closed["reason"] == "closed by the operator", (attempt, closed, page.frames)
+            assert not [f for f in page.frames if f["type"] == "error"], (attempt, page.frames)
+
+
 async def test_bad_messages_get_error_frames_and_the_tab_carries_on(web: str, stub) -> None:
     async with page_socket(web) as page:
         before_start = [

@@ -204,7 +204,7 @@ class PhoneCall:
         return protocol.parse(data) if data else None
 
     async def _outbound(self, call: grpc.aio.StreamStreamCall) -> None:
-        """Parley -> provider, until the stream ends (the session closed) or the socket does."""
+        """Parley -> provider, until the session closes (or the stream fails) or the socket ends."""
         try:
             await self._forward(call)
         except (WebSocketDisconnect, RuntimeError):
@@ -223,6 +223,8 @@ class PhoneCall:
                 cut = event.clear_audio.utterance_id
                 self._pending_marks = [u for u in self._pending_marks if u != cut]
                 await self.ws.send_text(protocol.clear(sid))
+            elif kind == "session_closed":
+                return  # the stream's last message; its status may yet be INTERNAL while media is written
             elif kind == "utterance_updated":
                 utterance = event.utterance_updated.utterance
                 if utterance.state == session_pb2.UTTERANCE_STATE_PLAYED:

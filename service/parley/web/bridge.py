@@ -152,9 +152,12 @@ class Tab:
                         await self.websocket.send_bytes(response.audio.pcm)
                     continue
                 event = response.event
-                if event.WhichOneof("event") == "session_closed":
-                    reason = event.session_closed.reason
                 await self._send_json(event_frame(event))
+                if event.WhichOneof("event") == "session_closed":
+                    # The stream's last message: stop here. Its status may yet come as INTERNAL, because
+                    # the microphone's chunks are still being written as it arrives (grpcio).
+                    reason = event.session_closed.reason
+                    break
         except grpc.aio.AioRpcError as exc:
             reason = f"the audio stream failed: {exc.code().name}"
             self._end_reason = reason
