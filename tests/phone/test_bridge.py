@@ -178,17 +178,19 @@ async def test_a_session_that_does_not_exist_ends_the_call_with_parleys_status(p
 async def test_the_session_closing_ends_the_call_normally_while_the_caller_talks(phone, stub) -> None:  # type: ignore[no-untyped-def]
     for attempt in range(20):  # the caller's media overlaps the close at a different point each time
         provider = phone.provider(stream_sid=f"MZ{attempt:032d}")  # a new call, not a retried start
-        await close_while_talking(provider, stub, delay=0.01 * (attempt % 5))
+        await close_while_talking(provider, stub, frames=attempt % 5)
         assert (provider.close_code, provider.close_reason) == (1000, "call ended"), attempt
         await provider.aclose()
 
 
-async def close_while_talking(provider: Provider, stub, delay: float) -> None:  # type: ignore[no-untyped-def]
-    """The backend closes the call's session `delay` s into the caller's (faster than real time) media."""
+async def close_while_talking(provider: Provider, stub, frames: int) -> None:  # type: ignore[no-untyped-def]
+    """The backend closes the call's session while the caller's media goes out faster than real time, once
+    `frames` more of the agent's frames have come."""
     await provider.open()
     await provider.wait_for(lambda: provider.of("media"))
     talking = asyncio.create_task(provider.say(SILENCE * 2000, speed=10))
-    await asyncio.sleep(delay)
+    heard = len(provider.of("media"))
+    await provider.wait_for(lambda: len(provider.of("media")) >= heard + frames)
     active = [s.name for s in (await stub.List(pb.ListRequest())).sessions
               if s.status == session_pb2.SESSION_STATUS_ACTIVE]
     assert len(active) == 1, active

@@ -12,7 +12,7 @@ from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
 from parley.web.settings import WebSettings
 from tests.helpers import free_port
-from tests.web.conftest import AUTH, page_socket, wait_closed, web_server
+from tests.web.conftest import AUTH, PageSocket, page_socket, wait_closed, web_server
 
 # Stand-ins, to isolate the bridge: no model to load, speech that is a tone.
 STAND_INS = {"providers": {"stt": {"name": "scripted"}, "vad": {"name": "energy"}, "llm": {"name": "echo"},
@@ -57,15 +57,10 @@ async def test_a_session_closed_by_the_operator_while_the_page_talks_ends_with_t
         async with page_socket(web) as page:
             await page.send({"type": "start", "config": STAND_INS, "input_rate": 16000})
             name = (await page.next_frame("session"))["session"]["name"]
-
-            async def microphone() -> None:
-                while True:  # 20 ms chunks as fast as the socket takes them: the page's writes overlap the close
-                    await page.send(np.zeros(320, dtype="<i2").tobytes())
-                    await asyncio.sleep(0.002)
-
-            talking = asyncio.create_task(microphone())
+            talked = asyncio.Event()
+            talking = asyncio.create_task(microphone(page, 10 * (attempt % 4), talked))
             try:
-                await asyncio.sleep(0.05 * (attempt % 4))
+                await talked.wait()  # the close lands a different number of chunks into the talk each time
                 await stub.Close(pb.CloseRequest(session=name, reason="closed by the operator"), metadata=AUTH)
                 closed = await page.next_frame("closed")
             finally:
@@ -73,6 +68,17 @@ async def test_a_session_closed_by_the_operator_while_the_page_talks_ends_with_t
                 await asyncio.gather(talking, return_exceptions=True)
             assert closed["reason"] == "closed by the operator", (attempt, closed, page.frames)
             assert not [f for f in page.frames if f["type"] == "error"], (attempt, page.frames)
+
+
+async def microphone(page: PageSocket, chunks: int, talked: asyncio.Event) -> None:
+    """20 ms chunks, ten times faster than real time, until cancelled; `talked` is set after `chunks` of them."""
+    sent = 0
+    while True:
+        if sent == chunks:
+            talked.set()
+        await page.send(np.zeros(320, dtype="<i2").tobytes())
+        sent += 1
+        await asyncio.sleep(0.002)  # the page's pace, not a wait for anything
 
 
 async def test_bad_messages_get_error_frames_and_the_tab_carries_on(web: str, stub) -> None:
