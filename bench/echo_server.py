@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from parley.api.converters import frame_to_proto
 from parley.cancelling import cancel_and_wait
 from parley.sessions.frame_clock import FrameClock
 from parley.sessions.stream import Outbox, OutFrame
@@ -80,9 +81,7 @@ class ClockedEchoServicer(pb_grpc.AgentSessionServiceServicer):
         try:
             while (item := await stream.outbox.get()) is not None:
                 assert isinstance(item, OutFrame)
-                yield pb.StreamAudioResponse(audio=audio_pb2.AudioFrame(
-                    pcm=item.pcm, sequence=item.sequence, timestamp_ms=item.timestamp_ms,
-                    utterance_id=item.utterance_id))
+                yield frame_to_proto(item)  # Parley's own conversion, as its StreamAudio makes it
         finally:
             self._clock.remove(stream)
             await cancel_and_wait([reader])

@@ -22,7 +22,7 @@ from parley.sessions.metrics import SessionMetricsSnapshot, TurnMetricsSnapshot
 from parley.sessions.recording import RecordingInfo
 from parley.sessions.session_types import SessionSnapshot
 from parley.sessions.states import AgentState, UserState
-from parley.sessions.stream import StreamSpec
+from parley.sessions.stream import OutFrame, StreamSpec
 from parley.sessions.utterance import UtteranceSnapshot
 from parley.v1 import agent_session_service_pb2, audio_pb2, events_pb2, session_pb2
 
@@ -422,6 +422,12 @@ _INTERRUPTION_KINDS = {
 
 def _state_change(message: Any, enum: Any, old: AgentState | UserState, new: AgentState | UserState) -> Any:
     return message(old_state=enum_to_proto(enum, old), new_state=enum_to_proto(enum, new))
+
+
+def frame_to_proto(frame: OutFrame) -> agent_session_service_pb2.StreamAudioResponse:
+    """One frame of the agent's audio as the StreamAudio message that carries it."""
+    return agent_session_service_pb2.StreamAudioResponse(audio=audio_pb2.AudioFrame(
+        pcm=frame.pcm, sequence=frame.sequence, timestamp_ms=frame.timestamp_ms, utterance_id=frame.utterance_id))
 
 
 def event_to_proto(event: ev.SessionEvent) -> events_pb2.SessionEvent:

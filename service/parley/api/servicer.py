@@ -22,7 +22,7 @@ from parley.sessions.stream import AttachedStream, OutFrame
 from parley.sessions.utterance import Utterance
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
-from parley.v1 import audio_pb2, session_pb2
+from parley.v1 import session_pb2
 
 RECORDING_CHUNK = 64 * 1024
 
@@ -227,10 +227,7 @@ class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
         try:
             while (item := await stream.outbox.get()) is not None:
                 if isinstance(item, OutFrame):
-                    yield pb.StreamAudioResponse(audio=audio_pb2.AudioFrame(
-                        pcm=item.pcm, sequence=item.sequence, timestamp_ms=item.timestamp_ms,
-                        utterance_id=item.utterance_id,
-                    ))
+                    yield conv.frame_to_proto(item)
                 else:
                     yield pb.StreamAudioResponse(event=conv.event_to_proto(item))
             # The stream ended (the session closed): give the caller a moment to stop writing before the
