@@ -157,7 +157,9 @@ def print_row(row: dict) -> None:
           f"client {p['client_cpu'] * 100:3.0f}% speaking {p['speaking_share'] * 100:3.0f}% "
           f"say->frame p50 {_ms(p['say_to_first_frame_ms_p50'])} p99 {_ms(p['say_to_first_frame_ms_p99'])} ms, "
           f"{row['sessions']} at once p50 {_ms(p['burst_say_to_first_frame_ms_p50'])} "
-          f"max {_ms(p['burst_say_to_first_frame_ms_max'])} ms"
+          f"max {_ms(p['burst_say_to_first_frame_ms_max'])} ms (received p50 {_ms(p['burst_say_received_ms_p50'])} "
+          f"last {_ms(p['burst_say_received_ms_max'])}, then first frame p50 "
+          f"{_ms(p['burst_received_to_first_frame_ms_p50'])} max {_ms(p['burst_received_to_first_frame_ms_max'])} ms)"
           + _transcripts(p) + (f" errors {p['errors']}" if p["errors"] else ""), flush=True)
 
 

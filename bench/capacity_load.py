@@ -25,7 +25,10 @@ frame is timed only for a Say made while the agent was idle or listening
 and not if the caller starts talking before it is heard (speech waits for
 the caller): for the Says made in the measuring window, and apart from
 them for the burst of N Says made at once as the load starts (whether one
-session waits behind all the others). The client runs on uvloop, so that
+session waits behind all the others), where the utterance's create_time
+(the server's clock, on the same host) also splits the burst's time in
+two: the Says reaching their sessions, and each one's first frame after
+that (what synthesis, shared among the sessions, adds). The client runs on uvloop, so that
 its own work takes as little as it can of the cores it shares with the
 server. Prints one JSON object on stdout.
 
@@ -41,6 +44,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import grpc
 import numpy as np
@@ -83,6 +87,12 @@ async def caller_voice(default_providers: bool) -> np.ndarray:
         workers.close()
 
 
+class SaidAt(NamedTuple):
+    sent: float  # the Say call made (wall clock, seconds)
+    received: float  # the session created the utterance (the server's wall clock, the same host's)
+    burst: bool  # made with every other caller's at once
+
+
 @dataclass
 class Caller:
     index: int
@@ -101,10 +111,12 @@ class Caller:
     dropped_reported: int = 0
     say_latency: list[float] = field(default_factory=list)  # Says made while measuring
     burst_latency: list[float] = field(default_factory=list)  # the Say made with every other caller's at once
+    burst_received: list[float] = field(default_factory=list)  # that Say's call -> its session has it
+    burst_after_receipt: list[float] = field(default_factory=list)  # its session has it -> its first frame
     voice_ends: int = 0  # stretches of speech whose last voiced chunk was sent while measuring
     voice_end_sent: float | None = None  # when the current stretch's last voiced chunk went out
     transcript_latency: list[float] = field(default_factory=list)
-    said_at: dict[str, tuple[float, bool]] = field(default_factory=dict)  # utterance -> (Say sent, in the burst)
+    said_at: dict[str, SaidAt] = field(default_factory=dict)  # utterance -> when it was said
     errors: list[str] = field(default_factory=list)
 
     def lateness(self) -> list[float]:
@@ -143,7 +155,7 @@ async def say(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event, bur
     idle = caller.agent_state in (session_pb2.AGENT_STATE_IDLE, session_pb2.AGENT_STATE_LISTENING) \
         and not caller.caller_speaking
     timed = idle and (burst or measuring.is_set())
-    started = time.monotonic()
+    sent = time.time()
     try:
         said = (await caller.stub.Say(pb.SayRequest(session=caller.name, text=SAY), metadata=caller.route)).utterance
     except grpc.aio.AioRpcError as exc:
@@ -151,7 +163,7 @@ async def say(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event, bur
             caller.errors.append(f"Say: {exc.code().name}")
         return
     if timed:
-        caller.said_at[said.id] = (started, burst)
+        caller.said_at[said.id] = SaidAt(sent, said.create_time.ToNanoseconds() / 1e9, burst)
 
 
 
@@ -175,8 +187,13 @@ async def read(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event) ->
                     caller.speech_frames += 1
                     said = caller.said_at.pop(frame.utterance_id, None)
                     if said is not None:
-                        started, burst = said
-                        (caller.burst_latency if burst else caller.say_latency).append((now - started) * 1000)
+                        heard = time.time()  # the wall clock, as the server's create_time
+                        if not said.burst:
+                            caller.say_latency.append((heard - said.sent) * 1000)
+                        else:
+                            caller.burst_latency.append((heard - said.sent) * 1000)
+                            caller.burst_received.append((said.received - said.sent) * 1000)
+                            caller.burst_after_receipt.append((heard - said.received) * 1000)
                 continue
             event = response.event
             kind = event.WhichOneof("event")
@@ -260,6 +277,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     lateness = np.array([x for c in callers for x in c.lateness()] or [0.0])
     say_latency = [x for c in callers for x in c.say_latency]
     burst_latency = [x for c in callers for x in c.burst_latency]
+    burst_received = [x for c in callers for x in c.burst_received]
+    burst_after_receipt = [x for c in callers for x in c.burst_after_receipt]
     transcript_latency = [x for c in callers for x in c.transcript_latency]
     voice_ends = sum(c.voice_ends for c in callers)
     frames = sum(c.frames for c in callers)
@@ -273,6 +292,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "say_to_first_frame_ms_p99": percentile(say_latency, 99),
         "burst_say_to_first_frame_ms_p50": percentile(burst_latency, 50),
         "burst_say_to_first_frame_ms_max": max(burst_latency, default=None),
+        "burst_say_received_ms_p50": percentile(burst_received, 50),
+        "burst_say_received_ms_max": max(burst_received, default=None),
+        "burst_received_to_first_frame_ms_p50": percentile(burst_after_receipt, 50),
+        "burst_received_to_first_frame_ms_max": max(burst_after_receipt, default=None),
         "final_transcript_ms_p50": percentile(transcript_latency, 50),
         "final_transcript_ms_p99": percentile(transcript_latency, 99),
         "transcribed_share": len(transcript_latency) / voice_ends if voice_ends else None,
