@@ -1,4 +1,4 @@
-"""Build hooks that pyproject.toml cannot express: the Cython mixer and the stubs.
+"""Build hooks that pyproject.toml cannot express: the Cython mixer (and its PCM measures) and the stubs.
 
 Set PARLEY_NATIVE=1 to build the mixer with -march=native (faster, but the
 result only runs on CPUs like the build machine; never for distributed wheels).
@@ -37,7 +37,8 @@ extensions = [
         include_dirs=[numpy.get_include()],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    )
+    ),
+    Extension("parley.audio._pcm", ["mixer/_pcm.pyx"], extra_compile_args=compile_args),
 ]
 
 setup(

@@ -7,6 +7,7 @@ import pytest
 from mix_reference import peak_hz, snr_db, tone
 
 from parley.audio import StreamResampler, as_int16, resample, to_bytes
+from parley.audio._pcm import energy_db
 from parley.errors import InvalidArgument
 
 
@@ -74,3 +75,17 @@ def test_bytes_round_trip_and_validation():
         as_int16(np.zeros(3, np.int16), channels=2)
     with pytest.raises(InvalidArgument):
         resample(pcm, 0, 16000)
+
+
+def test_frame_energy_is_the_mean_square_in_db_for_any_frame_the_listener_sees():
+    """The VAD's thresholds are in these dB: silence, full scale and a voice-level tone land where they should."""
+    rng = np.random.default_rng(7)
+    for frame in [(rng.standard_normal(320) * 3000).astype(np.int16), tts_like(16000, 0.02),
+                  (rng.standard_normal(640) * 3000).astype(np.int16)[::2]]:  # a strided view too
+        wide = frame.astype(np.float64)
+        assert energy_db(frame) == pytest.approx(10 * np.log10(np.mean(wide * wide) + 1e-9), abs=1e-9)
+    assert energy_db(np.zeros(320, np.int16)) == pytest.approx(-90.0)
+    assert energy_db(np.zeros(0, np.int16)) == pytest.approx(-90.0)
+    assert energy_db(np.full(320, -32768, np.int16)) == pytest.approx(20 * np.log10(32768.0))
+    with pytest.raises(ValueError):  # only int16 samples: a float frame is not silently reinterpreted
+        energy_db(np.zeros(320, np.float32))

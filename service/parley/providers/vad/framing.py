@@ -10,24 +10,20 @@ frame classifier's own hangover (webrtc keeps saying "speech" for about
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
+from parley.audio._pcm import energy_db
 from parley.providers.base import VADEvent, VADEventType, VADStream
 
 FrameClassifier = Callable[[np.ndarray, float], bool]
 """Whether a frame is speech, given the frame and its energy in dB (computed once, here)."""
 
 _EMPTY = np.zeros(0, np.int16)
+_UNHEARD = float("-inf")
 _TAIL_BELOW_PEAK_DB = 40.0
 _TAIL_ABOVE_NOISE_DB = 10.0
-
-
-def frame_energy_db(frame: np.ndarray) -> float:
-    samples = frame.astype(np.float32)
-    return 10.0 * math.log10(float(np.dot(samples, samples)) / max(1, len(samples)) + 1e-9)
 
 
 class FramedVADStream(VADStream):
@@ -49,8 +45,8 @@ class FramedVADStream(VADStream):
         self.speaking = False
         self._run = 0  # consecutive frames that disagree with `speaking`
         self._run_start = 0  # first frame of that run
-        self._peak_db = -np.inf
-        self._noise_db = -np.inf
+        self._peak_db = _UNHEARD
+        self._noise_db = _UNHEARD
         self._last_loud = 0  # last loud frame index of the current speech
 
     def process(self, pcm: np.ndarray) -> list[VADEvent]:
@@ -73,7 +69,7 @@ class FramedVADStream(VADStream):
     def _step(self, frame: np.ndarray) -> VADEvent | None:
         index = self._index
         self._index += 1
-        energy = frame_energy_db(frame)
+        energy = energy_db(frame)
         is_speech = self._classify(frame, energy)
         event: VADEvent | None = None
         if is_speech != self.speaking:
@@ -84,10 +80,10 @@ class FramedVADStream(VADStream):
             self._run = 0
         if not self.speaking:
             if not is_speech:
-                self._noise_db = energy if self._noise_db == -np.inf else 0.95 * self._noise_db + 0.05 * energy
+                self._noise_db = energy if self._noise_db == _UNHEARD else 0.95 * self._noise_db + 0.05 * energy
             elif self._run >= self._start_frames:
                 self.speaking, self._run = True, 0
-                self._peak_db, self._last_loud = -np.inf, index
+                self._peak_db, self._last_loud = _UNHEARD, index
                 event = VADEvent(VADEventType.SPEECH_START, self._run_start * self._frame_ms)
         elif self._run >= self._end_frames:
             self.speaking, self._run = False, 0
