@@ -7,7 +7,7 @@ import pytest
 from mix_reference import peak_hz, snr_db, tone
 
 from parley.audio import StreamResampler, as_int16, resample, to_bytes
-from parley.audio._pcm import energy_db
+from parley.audio._pcm import energy_db, round_to_int16
 from parley.errors import InvalidArgument
 
 
@@ -89,3 +89,14 @@ def test_frame_energy_is_the_mean_square_in_db_for_any_frame_the_listener_sees()
     assert energy_db(np.full(320, -32768, np.int16)) == pytest.approx(20 * np.log10(32768.0))
     with pytest.raises(ValueError):  # only int16 samples: a float frame is not silently reinterpreted
         energy_db(np.zeros(320, np.float32))
+
+
+def test_resampled_audio_is_rounded_half_to_even_and_saturated_as_numpy_would():
+    """What every resampled chunk goes through on its way back to int16 (the agent's speech as the mixer takes it)."""
+    rng = np.random.default_rng(3)
+    ties = np.round(rng.standard_normal(10_000).astype(np.float32) * 200) / 2  # many exact .5s
+    loud = rng.standard_normal(10_000).astype(np.float32) * 40_000  # past full scale both ways
+    edges = np.array([0.5, 1.5, -0.5, -1.5, 2.5, 32766.5, 32767.49, 32767.5, -32768.5, -32767.5, 1e9, -1e9],
+                     np.float32)
+    for x in (ties, loud, edges, np.zeros(0, np.float32)):
+        assert np.array_equal(round_to_int16(x), np.clip(np.rint(x), -32768, 32767).astype(np.int16))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from parley.audio._pcm import round_to_int16
 from parley.errors import InvalidArgument
 
 PcmLike = np.ndarray | bytes | bytearray | memoryview
@@ -120,7 +121,7 @@ def _to_float(arr: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), -32768, 32767).astype(np.int16).reshape(-1)
+    return round_to_int16(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))
 
 
 def _check_rates(from_rate: int, to_rate: int) -> None:
