@@ -65,3 +65,22 @@ async def test_a_provider_that_stops_producing_fails_with_a_timeout() -> None:
     with pytest.raises(ProviderError) as caught:
         await read_all(guard_llm(Stalls(), 0.05).chat([], []), got)
     assert caught.value.kind == "timeout" and got == ["hello"]
+
+
+class Steady:
+    """A stand-in LLM that hands over each of its chunks at once."""
+
+    name = "steady"
+
+    async def chat(self, messages: object, tools: object) -> AsyncIterator[str]:
+        for n in range(4):
+            yield f"chunk {n}"
+
+
+async def test_time_the_reader_spends_on_a_chunk_is_not_the_providers() -> None:
+    """A speaker waits for room in the mixer between chunks, for seconds: that is no stall of the voice."""
+    got: list[str] = []
+    async for chunk in guard_llm(Steady(), 0.05).chat([], []):
+        got.append(chunk)
+        await asyncio.sleep(0.12)  # more than twice the limit, between every two chunks
+    assert got == [f"chunk {n}" for n in range(4)]

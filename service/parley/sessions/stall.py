@@ -27,16 +27,22 @@ T = TypeVar("T")
 
 async def _watched(stream: AsyncIterator[T], stage: str, provider: str, seconds: float) -> AsyncIterator[T]:
     it = aiter(stream)
+    loop = asyncio.get_running_loop()
     try:
-        while True:
-            try:
-                async with asyncio.timeout(seconds):  # not wait_for: on 3.11 it can swallow a cancellation
+        # One timeout for the whole stream, re-armed for each chunk and disarmed while the consumer
+        # holds the chunk (its time is not the provider's): a chunk costs two timer moves, not a new
+        # timeout entered and left.
+        async with asyncio.timeout(None) as deadline:
+            while True:
+                deadline.reschedule(loop.time() + seconds)
+                try:
                     item = await anext(it)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise ProviderError("timeout", stage, provider, f"produced nothing for {seconds:g} s") from None
-            yield item
+                except StopAsyncIteration:
+                    return
+                deadline.reschedule(None)
+                yield item
+    except TimeoutError:
+        raise ProviderError("timeout", stage, provider, f"produced nothing for {seconds:g} s") from None
     finally:
         close = getattr(it, "aclose", None)
         if close is not None:
