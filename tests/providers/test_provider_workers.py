@@ -1,13 +1,14 @@
-"""The provider pool's threads yield the CPU to the event loop that moves the calls' audio."""
+"""The provider pool: its threads yield the CPU to the event loop, and urgent work starts first."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
 import pytest
 
-from parley.providers.workers import Workers
+from parley.providers.workers import Workers, urgent
 
 
 def own_priority() -> int:
@@ -34,3 +35,55 @@ async def test_pool_threads_and_the_threads_they_start_run_below_the_loop(nice: 
         assert own_priority() == loop_priority  # the loop's own thread keeps its priority
     finally:
         workers.close()
+
+
+async def start_in_order(workers: Workers, jobs: list[tuple[str, bool]], started: list[str]) -> list[asyncio.Task]:
+    """Queue each (name, is urgent) job behind the busy pool, in this order."""
+    tasks = []
+    for name, is_urgent in jobs:
+        if is_urgent:
+            with urgent():
+                tasks.append(asyncio.create_task(workers.run(started.append, name)))
+        else:
+            tasks.append(asyncio.create_task(workers.run(started.append, name)))
+        await asyncio.sleep(0)  # queued now, in this order
+    return tasks
+
+
+async def test_urgent_work_starts_before_work_that_waited_longer() -> None:
+    """A session's first sentence does not wait behind the look-ahead sentences other sessions asked for first."""
+    workers = Workers(1, nice=0)
+    release = threading.Event()
+    busy = asyncio.create_task(workers.run(release.wait))
+    await asyncio.sleep(0.05)  # the one thread is taken
+    started: list[str] = []
+    tasks = await start_in_order(workers, [("ahead 1", False), ("first words A", True), ("ahead 2", False),
+                                           ("first words B", True)], started)
+    release.set()
+    await asyncio.gather(busy, *tasks)
+    assert started == ["first words A", "first words B", "ahead 1", "ahead 2"]
+    workers.close()
+
+
+async def test_a_waiting_job_cancelled_gives_up_its_place_and_close_fails_the_rest() -> None:
+    workers = Workers(1, nice=0)
+    release = threading.Event()
+    busy = asyncio.create_task(workers.run(release.wait))
+    await asyncio.sleep(0.05)
+    started: list[str] = []
+    gone, kept = await start_in_order(workers, [("gone", True), ("kept", False)], started)
+    gone.cancel()
+    release.set()
+    await asyncio.gather(busy, kept)
+    assert gone.cancelled() and started == ["kept"]
+    assert await workers.run(lambda: "the thread is free again") == "the thread is free again"
+
+    release.clear()
+    busy = asyncio.create_task(workers.run(release.wait))
+    await asyncio.sleep(0.05)
+    [stranded] = await start_in_order(workers, [("stranded", False)], started)
+    workers.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await stranded
+    release.set()
+    await busy

@@ -3,8 +3,12 @@
 Model inference (speech recognition, synthesis, token generation) releases the
 GIL inside native code, so threads run it in parallel with the event loop.
 The pool is bounded: at most `threads` jobs run at once, the rest wait in
-order. Pass one Workers to every provider built by a server; close it on
-shutdown.
+order, except that work started inside `urgent()` (what a caller is waiting
+for right now: the first audio of an utterance) goes ahead of every waiting
+job that is not urgent. Without that, 50 Says at once on espeak (one engine,
+one lock) had the last session's first sentence wait behind the other
+sessions' look-ahead sentences. Pass one Workers to every provider built by
+a server; close it on shutdown.
 
 The pool's threads run at a lower scheduling priority (`nice`, added to the
 process's) than the event loop: when models want more CPU than the machine
@@ -17,12 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
+import itertools
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -30,8 +38,20 @@ T = TypeVar("T")
 
 
 DEFAULT_NICE = 10
+URGENT, NORMAL = 0, 1  # a waiting job's rank: lower starts first
 
 log = logging.getLogger("parley.providers")
+_urgent: ContextVar[bool] = ContextVar("parley_urgent_work", default=False)
+
+
+@contextmanager
+def urgent() -> Iterator[None]:
+    """Pool work started in this block, and in tasks created in it, goes ahead of the jobs waiting for a thread."""
+    token = _urgent.set(True)
+    try:
+        yield
+    finally:
+        _urgent.reset(token)
 
 
 def default_thread_count() -> int:
@@ -60,6 +80,9 @@ class Workers:
         self.nice = nice
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="parley-provider",
                                         initializer=lower_thread_priority, initargs=(nice,))
+        self._running = 0  # jobs handed to the pool (at most `threads`)
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # heap: (rank, arrival, gate)
+        self._arrivals = itertools.count()
         self._closed = False
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -67,9 +90,36 @@ class Workers:
         if self._closed:
             raise RuntimeError("Workers is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        if self._running < self.threads:
+            self._running += 1
+        else:
+            gate: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(self._waiting, (URGENT if _urgent.get() else NORMAL, next(self._arrivals), gate))
+            try:
+                await gate  # a finishing job hands its thread over by setting it
+            except asyncio.CancelledError:
+                if gate.done() and not gate.cancelled():
+                    self._release()  # the thread was handed over just now: pass it on
+                raise
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """A job is done with its thread: the first waiting job (urgent before the rest) takes it over."""
+        while self._waiting:
+            gate = heapq.heappop(self._waiting)[2]
+            if not gate.done():  # a waiter cancelled meanwhile is skipped
+                gate.set_result(None)
+                return
+        self._running -= 1
 
     def close(self) -> None:
-        """Stop taking work; running jobs finish, queued ones are dropped."""
+        """Stop taking work; running jobs finish, waiting ones fail with RuntimeError."""
         self._closed = True
+        waiting, self._waiting = self._waiting, []
+        for _rank, _arrival, gate in waiting:
+            if not gate.done():
+                gate.set_exception(RuntimeError("Workers is closed"))
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -32,6 +32,7 @@ from parley.cancelling import cancel_and_wait
 from parley.errors import ResourceExhausted
 from parley.providers.base import TTS, ProviderError
 from parley.providers.text import segments
+from parley.providers.workers import urgent
 from parley.sessions.states import UtteranceState
 from parley.sessions.utterance import Utterance
 
@@ -331,7 +332,11 @@ class Speaker:
                 while playing.buffered > self._lookahead:
                     playing.room.clear()
                     await playing.room.wait()
-                await self._synthesize(segment, playing)
+                if playing.pieces:
+                    await self._synthesize(segment, playing)
+                else:  # the utterance's first audio, which the caller waits for: ahead of other sessions' look-ahead
+                    with urgent():
+                        await self._synthesize(segment, playing)
 
     async def _synthesize(self, text: str, playing: _Playing) -> None:
         """One piece, whole, into the buffer, with where its words start."""
