@@ -28,9 +28,9 @@ them for the burst of N Says made at once as the load starts (whether one
 session waits behind all the others), where the utterance's create_time
 (the server's clock, on the same host) also splits the burst's time in
 two: the Says reaching their sessions, and each one's first frame after
-that (what synthesis, shared among the sessions, adds). The client runs on uvloop, so that
-its own work takes as little as it can of the cores it shares with the
-server. Prints one JSON object on stdout.
+that (what synthesis, shared among the sessions, adds). The client runs on
+uvloop, so that its own work takes as little as it can of the cores it
+shares with the server. Prints one JSON object on stdout.
 
     python bench/capacity_load.py --target 127.0.0.1:50051 --sessions 50 --seconds 10 [--echo] [--default-providers]
 """

@@ -8,7 +8,8 @@ for right now: the first audio of an utterance) goes ahead of every waiting
 job that is not urgent. Without that, 50 Says at once on espeak (one engine,
 one lock) had the last session's first sentence wait behind the other
 sessions' look-ahead sentences. Pass one Workers to every provider built by
-a server; close it on shutdown.
+a server and use it from the server's event loop (the waiting jobs are that
+loop's futures); close it on shutdown.
 
 The pool's threads run at a lower scheduling priority (`nice`, added to the
 process's) than the event loop: when models want more CPU than the machine
