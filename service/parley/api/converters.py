@@ -29,8 +29,13 @@ from parley.v1 import agent_session_service_pb2, audio_pb2, events_pb2, session_
 # -- helpers ----------------------------------------------------------------
 
 
-def request_fingerprint(request: Any) -> bytes:
-    """What identifies a request for idempotency: a hash of its fields but request_id (map order ignored)."""
+def request_fingerprint(request: Any) -> bytes | None:
+    """What identifies a request for idempotency: a hash of its fields but request_id (map order ignored).
+
+    None without a request_id: such a request is never compared with another, so it is not hashed.
+    """
+    if not request.request_id:
+        return None
     copy = type(request)()
     copy.CopyFrom(request)
     copy.ClearField("request_id")

@@ -34,8 +34,7 @@ def owner_of(context: grpc.aio.ServicerContext) -> str:
 
 async def _once(session: Session, method: str, request: Any, action: Callable[[], Awaitable[Any]]) -> Any:
     """Run a mutating call once per request_id; the id reused with another request is INVALID_ARGUMENT."""
-    key = request.request_id
-    return await session.idempotent(method, key, action, conv.request_fingerprint(request) if key else None)
+    return await session.idempotent(method, request.request_id, action, conv.request_fingerprint(request))
 
 
 class AgentSessionServicer(pb_grpc.AgentSessionServiceServicer):
