@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from contextlib import nullcontext
 
 import pytest
 
@@ -37,14 +38,24 @@ async def test_pool_threads_and_the_threads_they_start_run_below_the_loop(nice: 
         workers.close()
 
 
+async def occupy(workers: Workers) -> tuple[asyncio.Task, threading.Event]:
+    """Take the pool's one thread with a job that holds it until the returned event is set."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        taken.set()
+        release.wait()
+
+    busy = asyncio.create_task(workers.run(hold))
+    await asyncio.get_running_loop().run_in_executor(None, taken.wait)  # the job is on the thread
+    return busy, release
+
+
 async def start_in_order(workers: Workers, jobs: list[tuple[str, bool]], started: list[str]) -> list[asyncio.Task]:
     """Queue each (name, is urgent) job behind the busy pool, in this order."""
     tasks = []
     for name, is_urgent in jobs:
-        if is_urgent:
-            with urgent():
-                tasks.append(asyncio.create_task(workers.run(started.append, name)))
-        else:
+        with urgent() if is_urgent else nullcontext():
             tasks.append(asyncio.create_task(workers.run(started.append, name)))
         await asyncio.sleep(0)  # queued now, in this order
     return tasks
@@ -53,9 +64,7 @@ async def start_in_order(workers: Workers, jobs: list[tuple[str, bool]], started
 async def test_urgent_work_starts_before_work_that_waited_longer() -> None:
     """A session's first sentence does not wait behind the look-ahead sentences other sessions asked for first."""
     workers = Workers(1, nice=0)
-    release = threading.Event()
-    busy = asyncio.create_task(workers.run(release.wait))
-    await asyncio.sleep(0.05)  # the one thread is taken
+    busy, release = await occupy(workers)
     started: list[str] = []
     tasks = await start_in_order(workers, [("ahead 1", False), ("first words A", True), ("ahead 2", False),
                                            ("first words B", True)], started)
@@ -67,9 +76,7 @@ async def test_urgent_work_starts_before_work_that_waited_longer() -> None:
 
 async def test_a_waiting_job_cancelled_gives_up_its_place_and_close_fails_the_rest() -> None:
     workers = Workers(1, nice=0)
-    release = threading.Event()
-    busy = asyncio.create_task(workers.run(release.wait))
-    await asyncio.sleep(0.05)
+    busy, release = await occupy(workers)
     started: list[str] = []
     gone, kept = await start_in_order(workers, [("gone", True), ("kept", False)], started)
     gone.cancel()
@@ -78,9 +85,7 @@ async def test_a_waiting_job_cancelled_gives_up_its_place_and_close_fails_the_re
     assert gone.cancelled() and started == ["kept"]
     assert await workers.run(lambda: "the thread is free again") == "the thread is free again"
 
-    release.clear()
-    busy = asyncio.create_task(workers.run(release.wait))
-    await asyncio.sleep(0.05)
+    busy, release = await occupy(workers)
     [stranded] = await start_in_order(workers, [("stranded", False)], started)
     workers.close()
     with pytest.raises(RuntimeError, match="closed"):

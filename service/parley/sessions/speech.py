@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -332,11 +333,9 @@ class Speaker:
                 while playing.buffered > self._lookahead:
                     playing.room.clear()
                     await playing.room.wait()
-                if playing.pieces:
+                # the utterance's first audio, which the caller waits for, goes ahead of other sessions' look-ahead
+                with nullcontext() if playing.pieces else urgent():
                     await self._synthesize(segment, playing)
-                else:  # the utterance's first audio, which the caller waits for: ahead of other sessions' look-ahead
-                    with urgent():
-                        await self._synthesize(segment, playing)
 
     async def _synthesize(self, text: str, playing: _Playing) -> None:
         """One piece, whole, into the buffer, with where its words start."""
