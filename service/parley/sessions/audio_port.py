@@ -8,7 +8,9 @@ stream's bounded outbox; then the speaker accounts for what was played, so a
 PLAYED event always follows the utterance's last frame on the stream.
 
 The port is ticked by the process's frame clock only while it has work: a
-stream attached, speech to play, or a layer sounding.
+stream attached, speech to play, or a layer sounding. From attach until the
+caller is gone for good (detached with no reattach window, or the session
+closed) it holds one of the process's stream slots.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from parley.sessions.clock import Clock, Timer
 from parley.sessions.frame_clock import FrameClock
 from parley.sessions.listener import Listener
 from parley.sessions.stream import AttachedStream, OutFrame, StreamSpec
+from parley.sessions.stream_slots import StreamSlots
 
 INPUT_RATES = range(8000, 48001)
 DROP_REPORT_FRAMES = 50  # while a reader is stuck, its drops are reported once a second
@@ -73,7 +76,7 @@ class PortEvents(Protocol):
 class AudioPort:
     def __init__(
         self, mixer: Mixer, frame_clock: FrameClock, clock: Clock, limits: PortLimits, events: PortEvents,
-        make_listener: Callable[[], Listener], *, reattach_window: float,
+        make_listener: Callable[[], Listener], *, reattach_window: float, slots: StreamSlots | None = None,
         on_user_audio: Callable[[np.ndarray], np.ndarray | None] | None = None,
         on_agent_audio: Callable[[np.ndarray], np.ndarray | None] | None = None, tap: AudioTap | None = None,
     ) -> None:
@@ -85,6 +88,8 @@ class AudioPort:
         self._events = events
         self._make_listener = make_listener
         self._reattach_window = reattach_window
+        self._slots = slots or StreamSlots()
+        self._holds_slot = False  # from attach until detached for good (no reattach window) or closed
         self._on_user_audio = on_user_audio
         self._on_agent_audio = on_agent_audio
         self._started = clock.now()
@@ -105,16 +110,19 @@ class AudioPort:
         check_encoding(spec.input_encoding, spec.input_rate, spec.input_channels, "config.input_format")
         if not 0 <= spec.lead_ms <= 500:
             raise InvalidArgument("config.lead_ms", f"must be 0..500, got {spec.lead_ms}")
-        if self.stream is not None:
-            if not take_over:
-                raise Aborted("the session already has an audio stream; set take_over to replace it",
-                              reason="STREAM_ATTACHED")
-            old, self.stream = self.stream, None
-            self._events.stream_detached(old)
-            old.take_over()
+        if self.stream is not None and not take_over:
+            raise Aborted("the session already has an audio stream; set take_over to replace it",
+                          reason="STREAM_ATTACHED")
         if self.listener is None:
             self.listener = self._make_listener()
         stream = AttachedStream(spec, output_rate, self._limits.stream_frame_buffer, self.listener.sample_rate)
+        if not self._holds_slot:
+            self._slots.take()
+            self._holds_slot = True
+        if self.stream is not None:
+            old, self.stream = self.stream, None
+            self._events.stream_detached(old)
+            old.take_over()
         self.stream = stream
         self._cancel_reattach()
         self._events.stream_attached(stream)
@@ -130,6 +138,8 @@ class AudioPort:
         self._events.stream_detached(stream)
         if self._reattach_window > 0 and not self._closed:
             self._reattach_timer = self._clock.call_later(self._reattach_window, self._events.stream_abandoned)
+        else:
+            self._give_back_slot()
 
     def push(self, stream: AttachedStream, pcm: bytes) -> None:
         """The caller's audio in the stream's input format."""
@@ -182,6 +192,7 @@ class AudioPort:
         self._closed = True
         self._cancel_reattach()
         self._frame_clock.remove(self)
+        self._give_back_slot()
         if self.stream is not None:
             self.stream.outbox.end()
             self.stream = None
@@ -221,6 +232,11 @@ class AudioPort:
             announce, self._unannounced, self._drop_report_in = self._unannounced, 0, 0
             if announce:
                 self._events.frames_dropped(0, outbox.dropped_total, announce)
+
+    def _give_back_slot(self) -> None:
+        if self._holds_slot:
+            self._holds_slot = False
+            self._slots.give_back()
 
     def _cancel_reattach(self) -> None:
         if self._reattach_timer is not None:

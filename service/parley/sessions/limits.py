@@ -44,6 +44,8 @@ class RegistryLimits(Limits):
 
     max_sessions: int = setting(1000, "open sessions at most (then RESOURCE_EXHAUSTED)", ge=1, le=1_000_000)
     max_sessions_per_principal: int = setting(250, "open sessions one caller may hold", ge=1, le=1_000_000)
+    max_streams: int = setting(1000, "audio streams at once, sessions in their reattach window included (then "
+                                     "StreamAudio is RESOURCE_EXHAUSTED)", ge=1, le=1_000_000)
     session_idle_ttl: float = setting(600.0, "seconds a session with no calls and no stream stays open",
                                       unit="seconds", gt=0, le=86_400)
     reap_interval: float = setting(1.0, "seconds between idle-session sweeps", unit="seconds", gt=0, le=3600)

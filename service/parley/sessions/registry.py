@@ -37,6 +37,7 @@ from parley.sessions.observer import NoObservers, ObserverFactory
 from parley.sessions.recording import SessionRecording
 from parley.sessions.session import Session
 from parley.sessions.session_types import SessionHooks, SessionSnapshot
+from parley.sessions.stream_slots import StreamSlots
 from parley.sessions.utterance import UtteranceSnapshot
 
 log = logging.getLogger("parley.registry")
@@ -106,6 +107,7 @@ class SessionRegistry:
         self.replica = check_replica_id(replica)
         self.clock = clock
         self.frame_clock = FrameClock(clock=clock)  # one ticking task for every session's audio
+        self.stream_slots = StreamSlots(limits.max_streams)
         self.workers = workers or Workers()
         self.observers = observers or NoObservers()
         self._active: dict[str, Session] = {}
@@ -177,7 +179,8 @@ class SessionRegistry:
         ttl = config.idle_ttl_seconds if config.idle_ttl_seconds is not None else self.limits.session_idle_ttl
         self.frame_clock.start()
         session = Session(name, owner, config, idle_ttl_seconds=ttl, workers=self.workers,
-                          frame_clock=self.frame_clock, limits=self.limits.session, hooks=hooks,
+                          frame_clock=self.frame_clock, stream_slots=self.stream_slots,
+                          limits=self.limits.session, hooks=hooks,
                           observers=self.observers, clock=self.clock)
         self._counter += 1
         self._order[name] = self._counter

@@ -45,6 +45,7 @@ from parley.sessions.speech import Speaker, SpeechJob
 from parley.sessions.state_machine import StateMachine
 from parley.sessions.states import SessionStatus, UtteranceSource, UtteranceState
 from parley.sessions.stream import AttachedStream, StreamSpec
+from parley.sessions.stream_slots import StreamSlots
 from parley.sessions.tasks import BackgroundTasks
 from parley.sessions.tools import ToolCalls, ToolRunner
 from parley.sessions.turns import PendingTurn, Turns
@@ -61,7 +62,8 @@ class Session:
 
     def __init__(
         self, name: str, owner: str, config: SessionConfig, *, idle_ttl_seconds: float, workers: Workers,
-        frame_clock: FrameClock, limits: SessionLimits = SessionLimits(),  # noqa: B008 - frozen, shared safely
+        frame_clock: FrameClock, stream_slots: StreamSlots | None = None,
+        limits: SessionLimits = SessionLimits(),  # noqa: B008 - frozen, shared safely
         hooks: SessionHooks | None = None,
         observers: ObserverFactory | None = None, clock: Clock = LOOP_CLOCK,
     ) -> None:
@@ -105,9 +107,9 @@ class Session:
             if config.recording.enabled else None)
         self._run_tool = ToolRunner(self.tools, self.tool_calls, self.mcp, self.bus, config.tool_timeout_seconds)
         self.turns = Turns(clock, self.metrics, self.bus)
-        self._wire(frame_clock, hooks)
+        self._wire(frame_clock, stream_slots, hooks)
 
-    def _wire(self, frame_clock: FrameClock, hooks: SessionHooks) -> None:
+    def _wire(self, frame_clock: FrameClock, stream_slots: StreamSlots | None, hooks: SessionHooks) -> None:
         def current() -> Utterance | None:
             return self.speaker.current
 
@@ -134,7 +136,7 @@ class Session:
         self.port = AudioPort(
             self.mixer, frame_clock, self.clock,
             PortLimits(self.limits.max_chunk_bytes, self.limits.stream_frame_buffer), port_effects,
-            self._make_listener, reattach_window=self.config.reattach_window_seconds,
+            self._make_listener, reattach_window=self.config.reattach_window_seconds, slots=stream_slots,
             on_user_audio=hooks.on_user_audio, on_agent_audio=hooks.on_agent_audio, tap=self.recording)
 
     def _make_listener(self) -> Listener:

@@ -1,0 +1,33 @@
+"""How many calls the process carries at once: one slot per session with audio attached.
+
+An attached stream is what costs CPU every 20 ms (its frames out, its
+caller's chunks in), not an open session, so this is the limit to size from
+the capacity table: past it a new stream is refused with RESOURCE_EXHAUSTED
+(limit `max_streams`) and the calls already admitted keep their frame
+timing, instead of every call falling behind together.
+
+A session keeps its slot while its caller may still come back (its reattach
+window): a call that drops and reconnects is never refused in favour of a
+newer one. Taking over a session's stream keeps the same slot.
+"""
+
+from __future__ import annotations
+
+from parley.errors import ResourceExhausted
+
+
+class StreamSlots:
+    """Shared by the sessions of one registry; `limit` None: no limit (an embedder's own sessions)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self) -> None:
+        if self.limit is not None and self.in_use >= self.limit:
+            raise ResourceExhausted(
+                "max_streams", f"the server carries its maximum of {self.limit} audio streams; retry later")
+        self.in_use += 1
+
+    def give_back(self) -> None:
+        self.in_use -= 1
