@@ -17,7 +17,10 @@ Stand-in providers first (the engine's own cost), then the default
 providers (espeak, Whisper, WebRTC VAD, the local model), where the time
 from the end of a caller's speech to its final transcript shows what the
 callers wait for the recognizer as they add up (the models run below the
-audio loop's priority: frames stay on time, answers come later). Then the
+audio loop's priority: frames stay on time, answers come later). Between
+the two, past capacity: `--overload` OFFERED callers at a server started
+with `--max-streams` LIMIT (150 at 100), next to the echo at LIMIT: the
+callers it refuses hang up, the admitted calls are timed. Then the
 memory of 200 idle sessions. A series goes on past the 10 ms line (on a slow
 host the bare echo itself may be over it) and ends once two steps in a row
 are 100 ms late. Writes bench/results/capacity.json and prints
@@ -56,11 +59,11 @@ async def wait_ready(port: int, timeout: float = 120.0) -> None:
         await asyncio.wait_for(channel.channel_ready(), timeout)
 
 
-def start_parley(port: int) -> subprocess.Popen:
+def start_parley(port: int, max_streams: int = 2000) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--max-sessions", "2000",
-         "--max-sessions-per-principal", "2000", "--log-level", "WARNING", "--drain-timeout", "0",
-         "--allow-stand-in-providers", "--max-caller-requests-per-second", "0"],
+         "--max-sessions-per-principal", "2000", "--max-streams", str(max_streams), "--log-level", "WARNING",
+         "--drain-timeout", "0", "--allow-stand-in-providers", "--max-caller-requests-per-second", "0"],
         stderr=subprocess.DEVNULL)
 
 
@@ -100,17 +103,21 @@ async def run_echo(sessions: int, default: bool, clocked: bool) -> dict:
         echo_server.wait(10)
 
 
-async def step(sessions: int, default: bool) -> dict:
-    echo = await run_echo(sessions, default, clocked=False)
-    clocked = None if default else await run_echo(sessions, default, clocked=True)
+async def run_parley(sessions: int, default: bool, max_streams: int = 2000) -> dict:
     port = free_port()
-    parley = start_parley(port)
+    parley = start_parley(port, max_streams)
     try:
         await wait_ready(port)
-        engine = await load(parley, port, sessions, echo=False, default=default)
+        return await load(parley, port, sessions, echo=False, default=default)
     finally:
         parley.terminate()
         parley.wait(10)
+
+
+async def step(sessions: int, default: bool) -> dict:
+    echo = await run_echo(sessions, default, clocked=False)
+    clocked = None if default else await run_echo(sessions, default, clocked=True)
+    engine = await run_parley(sessions, default)
     row = {"sessions": sessions, "echo": echo, "parley": engine,
            "cpu_per_session_vs_echo": cpu_ratio(engine, echo)}
     if clocked is not None:
@@ -121,6 +128,26 @@ async def step(sessions: int, default: bool) -> dict:
 
 def cpu_ratio(server: dict, baseline: dict) -> float:
     return server["server_cpu"] / baseline["server_cpu"] if baseline["server_cpu"] else float("nan")
+
+
+async def overload(offered: int, limit: int, rounds: int) -> dict:
+    """`offered` stand-in callers at a server carrying at most `limit` streams, next to the echo at `limit`."""
+    tries = []
+    for _ in range(rounds):
+        echo = await run_echo(limit, default=False, clocked=False)
+        engine = await run_parley(offered, default=False, max_streams=limit)
+        tries.append({"offered": offered, "max_streams": limit, "echo": echo, "parley": engine,
+                      "cpu_per_session_vs_echo": cpu_ratio(engine, echo)})
+    tries.sort(key=lambda r: r["parley"]["p99_ms"])
+    row = {**tries[len(tries) // 2], "rounds_p99_ms": [r["parley"]["p99_ms"] for r in tries]}
+    e, p = row["echo"], row["parley"]
+    print(f"  {offered} offered, --max-streams {limit}: {p['streams_refused']} refused at once; the admitted "
+          f"p50 {p['p50_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms dropped {p['frames_dropped']} "
+          f"cpu {p['server_cpu'] * 100:.0f}% x{row['cpu_per_session_vs_echo']:.2f} of the echo at {limit} "
+          f"(echo p99 {e['p99_ms']:.1f} ms cpu {e['server_cpu'] * 100:.0f}%); p99 of the rounds "
+          + " / ".join(f"{x:.1f}" for x in row["rounds_p99_ms"]) + " ms"
+          + (f" errors {p['errors']}" if p["errors"] else ""), flush=True)
+    return row
 
 
 async def idle_memory(count: int = 200) -> dict:
@@ -199,9 +226,11 @@ async def series(steps: tuple[int, ...], default: bool, rounds: int) -> list[dic
     return rows
 
 
-async def main(rounds: int) -> None:
+async def main(rounds: int, offered: int, limit: int) -> None:
     print(f"stand-in providers (the engine's own cost), median p99 of {rounds} rounds:", flush=True)
     stand_ins = await series(STAND_IN_STEPS, default=False, rounds=rounds)
+    print("past capacity, with a stream limit (stand-ins):", flush=True)
+    limited = await overload(offered, limit, rounds)
     print("default providers (espeak, Whisper, WebRTC VAD, local model):", flush=True)
     defaults = await series(DEFAULT_STEPS, default=True, rounds=rounds)
     memory = await idle_memory()
@@ -211,8 +240,8 @@ async def main(rounds: int) -> None:
         return max((r["sessions"] for r in rows if r["parley"]["p99_ms"] < LATENESS_LIMIT_MS), default=0)
 
     result = {"cores": os.cpu_count(), "seconds_per_step": SECONDS, "rounds": rounds, "stand_in": stand_ins,
-              "default": defaults, "idle_memory": memory, "max_sessions_p99_under_10ms": {"stand_in": best(stand_ins),
-                                                                     "default": best(defaults)}}
+              "overload": limited, "default": defaults, "idle_memory": memory,
+              "max_sessions_p99_under_10ms": {"stand_in": best(stand_ins), "default": best(defaults)}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"most sessions at p99 < {LATENESS_LIMIT_MS:g} ms: stand-ins {best(stand_ins)}, defaults {best(defaults)}")
@@ -221,4 +250,8 @@ async def main(rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs per N; the median p99's run is reported")
-    asyncio.run(main(parser.parse_args().rounds))
+    parser.add_argument("--overload", default="150:100", metavar="OFFERED:LIMIT",
+                        help="callers offered to a server started with --max-streams LIMIT")
+    args = parser.parse_args()
+    offered, limit = (int(x) for x in args.overload.split(":"))
+    asyncio.run(main(args.rounds, offered, limit))

@@ -14,9 +14,11 @@ Every call about a session carries its name in the `x-parley-session`
 header, so the same load runs through a proxy in front of several
 processes (bench/bench_scale.py).
 
-Frame lateness = arrival - (t0 + i x 20 ms) for frame i, the first second
-skipped, where t0 is the earliest that schedule allows (the smallest
-arrival - i x 20 ms seen): a late first frame hides nothing. Final
+A caller whose stream the server refuses (past its max_streams) closes its
+session, as a backend would, and counts as refused; lateness is that of the
+admitted calls. Frame lateness = arrival - (t0 + i x 20 ms) for frame i,
+the first second skipped, where t0 is the earliest that schedule allows
+(the smallest arrival - i x 20 ms seen): a late first frame hides nothing. Final
 transcript = its event's arrival - the moment the chunk holding the
 stretch's last voiced sample was sent, once per stretch: how long the
 recognizer makes a caller wait as callers add up. Say -> first
@@ -117,6 +119,7 @@ class Caller:
     voice_end_sent: float | None = None  # when the current stretch's last voiced chunk went out
     transcript_latency: list[float] = field(default_factory=list)
     said_at: dict[str, SaidAt] = field(default_factory=dict)  # utterance -> when it was said
+    refused: bool = False  # the server carried its max_streams: this caller hung up
     errors: list[str] = field(default_factory=list)
 
     def lateness(self) -> list[float]:
@@ -150,7 +153,7 @@ async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> N
 
 
 async def say(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event, burst: bool = False) -> None:
-    if stop.is_set():
+    if stop.is_set() or caller.refused:
         return
     idle = caller.agent_state in (session_pb2.AGENT_STATE_IDLE, session_pb2.AGENT_STATE_LISTENING) \
         and not caller.caller_speaking
@@ -159,7 +162,7 @@ async def say(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event, bur
     try:
         said = (await caller.stub.Say(pb.SayRequest(session=caller.name, text=SAY), metadata=caller.route)).utterance
     except grpc.aio.AioRpcError as exc:
-        if not stop.is_set():
+        if not (stop.is_set() or caller.refused):
             caller.errors.append(f"Say: {exc.code().name}")
         return
     if timed:
@@ -216,7 +219,10 @@ async def read(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event) ->
                     loop = asyncio.get_running_loop()
                     loop.call_later(0.3, lambda: asyncio.ensure_future(say(caller, stop, measuring)))
     except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.CANCELLED:
+        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and caller.frames == 0:
+            caller.refused = True  # no room for this call: hang up, as a backend would (or try elsewhere)
+            await caller.stub.Close(pb.CloseRequest(session=caller.name), metadata=caller.route)
+        elif exc.code() != grpc.StatusCode.CANCELLED:
             caller.errors.append(f"{exc.code().name}: {exc.details()}")
 
 
@@ -229,9 +235,8 @@ async def send(caller: Caller, stop: asyncio.Event, last_voiced: int, measuring:
         position = caller.position(tick)
         try:
             await caller.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=caller.audio[position])))
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            caller.errors.append(f"write: {exc}")
-            return
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            return  # the call ended: its status, read by `read`, says why
         if position == last_voiced and measuring.is_set():
             caller.voice_end_sent = time.monotonic()
             caller.voice_ends += 1
@@ -271,8 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         caller.call.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
     if not args.echo:
-        await asyncio.gather(*(c.stub.Close(pb.CloseRequest(session=c.name), metadata=c.route) for c in callers),
-                             return_exceptions=True)
+        await asyncio.gather(*(c.stub.Close(pb.CloseRequest(session=c.name), metadata=c.route)
+                               for c in callers if not c.refused), return_exceptions=True)
     await asyncio.gather(*(c.channel.close() for c in callers))
     lateness = np.array([x for c in callers for x in c.lateness()] or [0.0])
     say_latency = [x for c in callers for x in c.say_latency]
@@ -287,6 +292,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "p50_ms": float(np.percentile(lateness, 50)), "p99_ms": float(np.percentile(lateness, 99)),
         "max_ms": float(lateness.max()),
         "frames_dropped": sum(c.gaps for c in callers), "drops_reported": sum(c.dropped_reported for c in callers),
+        "streams_refused": sum(c.refused for c in callers),
         "speaking_share": sum(c.speech_frames for c in callers) / max(1, frames),
         "say_to_first_frame_ms_p50": percentile(say_latency, 50),
         "say_to_first_frame_ms_p99": percentile(say_latency, 99),
