@@ -132,7 +132,7 @@ def cpu_ratio(server: dict, baseline: dict) -> float:
 
 async def overload(offered: int, limit: int, rounds: int) -> dict:
     """`offered` stand-in callers at a server carrying at most `limit` streams, next to the echo at `limit`."""
-    tries = []
+    tries: list[dict] = []
     for _ in range(rounds):
         echo = await run_echo(limit, default=False, clocked=False)
         engine = await run_parley(offered, default=False, max_streams=limit)
