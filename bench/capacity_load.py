@@ -120,6 +120,7 @@ class Caller:
     transcript_latency: list[float] = field(default_factory=list)
     said_at: dict[str, SaidAt] = field(default_factory=dict)  # utterance -> when it was said
     refused: bool = False  # the server carried its max_streams: this caller hung up
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # the stream's first message, or its end
     errors: list[str] = field(default_factory=list)
 
     def lateness(self) -> list[float]:
@@ -148,6 +149,8 @@ async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> N
         if caller.index % 3 == 0:
             await caller.stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=caller.name),
                                                   metadata=caller.route)
+    else:
+        caller.answered.set()  # the lockstep echo answers audio only: nothing to wait for
     caller.call = caller.stub.StreamAudio(metadata=caller.route)
     await caller.call.write(pb.StreamAudioRequest(config=config))
 
@@ -177,6 +180,7 @@ async def read(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event) ->
     try:
         async for response in caller.call:
             now = time.monotonic()
+            caller.answered.set()
             if response.WhichOneof("message") == "audio":
                 frame = response.audio
                 if last_sequence >= 0 and frame.sequence != last_sequence + 1:
@@ -224,11 +228,18 @@ async def read(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event) ->
             await caller.stub.Close(pb.CloseRequest(session=caller.name), metadata=caller.route)
         elif exc.code() != grpc.StatusCode.CANCELLED:
             caller.errors.append(f"{exc.code().name}: {exc.details()}")
+    finally:
+        caller.answered.set()
 
 
 async def send(caller: Caller, stop: asyncio.Event, last_voiced: int, measuring: asyncio.Event) -> None:
-    """The caller's audio: a 20 ms chunk on an absolute 20 ms schedule."""
+    """The caller's audio: a 20 ms chunk on an absolute 20 ms schedule, once the stream answered.
+
+    A refused stream then ends with its own status: a write racing it would turn that status into
+    INTERNAL in grpcio's asyncio client.
+    """
     assert caller.call is not None
+    await caller.answered.wait()
     start = time.monotonic()
     tick = 0
     while not stop.is_set():

@@ -77,10 +77,12 @@ class Call:
         self.call = call
         self.pcm = bytearray()
         self.events: list[events_pb2.SessionEvent] = []
+        self.answered = asyncio.Event()  # the first message: the server took the stream
         self._changed = asyncio.Event()
 
     async def read(self) -> None:
         async for response in self.call:
+            self.answered.set()
             if response.WhichOneof("message") == "audio":
                 self.pcm += response.audio.pcm
             else:
@@ -110,15 +112,19 @@ class Call:
         return result
 
 
-async def send_realtime(call: grpc.aio.StreamStreamCall, pcm: bytes, bytes_per_chunk: int,
-                        keep_going: asyncio.Event) -> None:
-    """The file in 20 ms chunks at real-time pace, then silence while `keep_going` is set."""
+async def send_realtime(call: Call, pcm: bytes, bytes_per_chunk: int, keep_going: asyncio.Event) -> None:
+    """The file in 20 ms chunks at real-time pace, then silence while `keep_going` is set.
+
+    Audio goes only once the stream answered: a refused stream (the server's max_streams, a closed
+    session) then ends with its own status, which a write racing it would turn into INTERNAL.
+    """
+    await call.answered.wait()
     start = time.monotonic()
     n = 0
     silence = bytes(bytes_per_chunk)
     while n * bytes_per_chunk < len(pcm) or keep_going.is_set():
         chunk = pcm[n * bytes_per_chunk:(n + 1) * bytes_per_chunk] or silence
-        await call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=chunk)))
+        await call.call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=chunk)))
         n += 1
         await asyncio.sleep(max(0.0, start + n * CHUNK_MS / 1000 - time.monotonic()))
 
@@ -149,7 +155,7 @@ async def run(args: argparse.Namespace) -> int:
         reader = asyncio.create_task(call.read())
         keep_going = asyncio.Event()
         keep_going.set()
-        sender = asyncio.create_task(send_realtime(call.call, pcm, rate * channels * 2 * CHUNK_MS // 1000, keep_going))
+        sender = asyncio.create_task(send_realtime(call, pcm, rate * channels * 2 * CHUNK_MS // 1000, keep_going))
 
         final = (session_pb2.UTTERANCE_STATE_PLAYED, session_pb2.UTTERANCE_STATE_INTERRUPTED,
                  session_pb2.UTTERANCE_STATE_FAILED)

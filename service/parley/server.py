@@ -50,6 +50,7 @@ class ParleyServer:
             settings.registry, workers=Workers(settings.provider_threads or None, settings.provider_nice),
             observers=self.telemetry,
             replica=settings.replica_id)
+        self.telemetry.instruments.watch_streams(self.registry.stream_slots)
         self._tokens = load_tokens(settings)  # read (and checked) before anything binds
         self._credentials = server_credentials(settings)
         self._health = health.aio.HealthServicer()

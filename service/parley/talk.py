@@ -159,9 +159,11 @@ async def _converse(stub: pb_grpc.AgentSessionServiceStub, session: session_pb2.
     )))
     recorded: list[bytes] = []
     changed = asyncio.Event()
+    answered = asyncio.Event()  # the stream's first message: it was admitted
 
     async def receive() -> None:
         async for response in call:
+            answered.set()
             if response.WhichOneof("message") == "audio":
                 recorded.append(response.audio.pcm)
                 progress.received_samples += len(response.audio.pcm) // 2
@@ -182,7 +184,12 @@ async def _converse(stub: pb_grpc.AgentSessionServiceStub, session: session_pb2.
             changed.set()
 
     async def send() -> None:
-        """The file in 20 ms chunks at real-time pace, then silence: the line stays open."""
+        """The file in 20 ms chunks at real-time pace, then silence: the line stays open.
+
+        Only once the stream answered: a refused stream then ends with its own status (a write
+        racing it would turn that status into INTERNAL in grpcio's asyncio client).
+        """
+        await answered.wait()
         step = rate * CHUNK_MS // 1000
         silence = np.zeros((step, channels), dtype="<i2").tobytes()
         start = time.monotonic()

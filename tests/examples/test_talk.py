@@ -19,9 +19,12 @@ from parley.audio.pcm import resample
 from parley.cli import build_parser
 from parley.providers import registry
 from parley.providers.workers import Workers
+from parley.server import ParleyServer
+from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
+from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
 from tests.engine.test_spoken_turn import spoken
 from tests.examples.conftest import (
     BIN,
@@ -151,6 +154,36 @@ async def test_talk_closes_its_session_when_its_stream_fails(address: str, tmp_p
         session = await closed_session(stub, name)
         assert session.close_reason == "talk failed"
         intruder.cancel()
+
+
+async def test_talk_refused_at_max_streams_says_so(tmp_path: Path) -> None:
+    """The server already carries its one stream: talk's stream is refused, and talk says why, every time.
+
+    talk writes audio only once its stream has answered, so the refusal reaches it as RESOURCE_EXHAUSTED
+    naming max_streams, never as the INTERNAL a racing write would turn it into.
+    """
+    settings = ServerSettings(host="127.0.0.1", port=0, log_level="WARNING", shutdown_grace=1.0,
+                              allow_stand_in_providers=True, max_streams=1)
+    server = ParleyServer(settings)
+    await server.start()
+    address = f"127.0.0.1:{server.port}"
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.AgentSessionServiceStub(channel)
+            start = pb.StartRequest(config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS))
+            busy, waiting = [(await stub.Start(start)).session.name for _ in range(2)]
+            call = await open_stream(stub, busy)
+            for attempt in range(3):
+                proc = await asyncio.create_subprocess_exec(
+                    BIN / "parley", "talk", "--address", address, "--session", waiting, "--wav", QUESTION,
+                    "--out", tmp_path / "never.wav", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                    cwd=ROOT, env={**os.environ, "PARLEY_TOKEN": ""})
+                _, err = await asyncio.wait_for(proc.communicate(), 60)
+                assert proc.returncode == 2 and b"RESOURCE_EXHAUSTED" in err and b"max_streams" in err, (attempt, err)
+            assert len(call.frames) > 0 and call.error is None  # the admitted call went on meanwhile
+            await call.aclose()
+    finally:
+        await server.stop()
 
 
 def test_health_reads_the_address_from_the_environment(address: str) -> None:

@@ -22,9 +22,11 @@ class StreamSlots:
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit
         self.in_use = 0
+        self.refused = 0  # streams refused so far
 
     def take(self) -> None:
         if self.limit is not None and self.in_use >= self.limit:
+            self.refused += 1
             raise ResourceExhausted(
                 "max_streams", f"the server carries its maximum of {self.limit} audio streams; retry later")
         self.in_use += 1

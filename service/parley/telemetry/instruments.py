@@ -1,4 +1,4 @@
-"""The server's OTLP instruments: per-turn latencies, interruptions, frames, sessions.
+"""The server's OTLP instruments: per-turn latencies, interruptions, frames, sessions, streams.
 
 Durations are in seconds, as OpenTelemetry's conventions ask. No instrument
 carries a per-session attribute: the number of series stays fixed however
@@ -7,9 +7,12 @@ many sessions come and go (per-session figures are in Get).
 
 from __future__ import annotations
 
-from opentelemetry.metrics import Meter
+from collections.abc import Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from parley.sessions.metrics import TurnMetricsSnapshot
+from parley.sessions.stream_slots import StreamSlots
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 SESSION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -26,6 +29,7 @@ TURN_LATENCIES = {
 
 class Instruments:
     def __init__(self, meter: Meter) -> None:
+        self._meter = meter
         self.turn = {
             field: meter.create_histogram(name, unit="s", description=description,
                                           explicit_bucket_boundaries_advisory=LATENCY_BUCKETS)
@@ -45,6 +49,21 @@ class Instruments:
         self.session_duration = meter.create_histogram(
             "parley.session.duration", unit="s", description="from Start to Close",
             explicit_bucket_boundaries_advisory=SESSION_BUCKETS)
+
+    def watch_streams(self, slots: StreamSlots) -> None:
+        """Report the streams `slots` carries and has refused, read when the metrics are collected."""
+        def carried(_: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(slots.in_use)]
+
+        def refused(_: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(slots.refused)]
+
+        self._meter.create_observable_up_down_counter(
+            "parley.streams.active", [carried], unit="{stream}",
+            description="audio streams carried now, sessions in their reattach window included (max_streams)")
+        self._meter.create_observable_counter(
+            "parley.streams.refused", [refused], unit="{stream}",
+            description="StreamAudio calls refused at max_streams")
 
     def record_turn(self, turn: TurnMetricsSnapshot) -> None:
         """Each measured latency of a turn (0 means not measured and is skipped)."""
