@@ -7,7 +7,8 @@ import pytest
 
 from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2 as pb
-from tests.engine.conftest import open_stream
+from parley.v1 import session_pb2
+from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
 from tests.telemetry.receiver import Receiver
 
 
@@ -21,8 +22,9 @@ def latest(receiver: Receiver, name: str) -> int | None:
     return points[-1].as_int if points else None
 
 
-async def test_streams_carried_and_refused_reach_the_collector(stub, start_session, receiver: Receiver) -> None:
-    admitted, turned_away = (await start_session()).name, (await start_session()).name
+async def test_streams_carried_and_refused_reach_the_collector(stub, receiver: Receiver) -> None:
+    start = pb.StartRequest(config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS))
+    admitted, turned_away = [(await stub.Start(start)).session.name for _ in range(2)]
     call = await open_stream(stub, admitted)
     knocking = await open_stream(stub, turned_away, attached=False)
     await knocking.wait_for(lambda: knocking.error is not None)
