@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from parley.audio import g711
+from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
-from tests.engine.conftest import STAND_IN_PROVIDERS
+from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
 from tests.phone.conftest import with_settings
 from tests.phone.provider import FRAME_BYTES, Provider
 
@@ -198,3 +199,25 @@ async def close_while_talking(provider: Provider, stub, frames: int) -> None:  #
     await provider.wait_for(lambda: provider.closed)
     talking.cancel()
     await asyncio.gather(talking, return_exceptions=True)
+
+
+@pytest.mark.parametrize("server_settings", [ServerSettings(
+    host="127.0.0.1", port=0, shutdown_grace=1.0, log_level="WARNING", allow_stand_in_providers=True, max_streams=1)])
+async def test_a_call_past_max_streams_is_refused_with_that_status(phone, stub) -> None:  # type: ignore[no-untyped-def]
+    """The server carries its one stream already: each new call ends at once with RESOURCE_EXHAUSTED, never
+    INTERNAL, although the caller's media is already flowing; the session the bridge started is closed."""
+    busy = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS))))
+    admitted = await open_stream(stub, busy.session.name)
+    for attempt in range(10):
+        provider = phone.provider(stream_sid=f"MZ{attempt:032d}")
+        await provider.open()
+        talking = asyncio.create_task(provider.say(SILENCE * 500, speed=5))
+        await provider.wait_for(lambda p=provider: p.closed)
+        assert (provider.close_code, provider.close_reason) == (1011, "parley: RESOURCE_EXHAUSTED"), attempt
+        talking.cancel()
+        await asyncio.gather(talking, return_exceptions=True)
+        await provider.aclose()
+    sessions = (await stub.List(pb.ListRequest())).sessions
+    assert [s.name for s in sessions if s.status == session_pb2.SESSION_STATUS_ACTIVE] == [busy.session.name]
+    assert admitted.frames and admitted.error is None  # the admitted call went on
+    await admitted.aclose()

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 import websockets
 
+from parley.settings import ServerSettings
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import session_pb2
 from parley.web.settings import WebSettings
+from tests.engine.conftest import STAND_IN_PROVIDERS, open_stream
 from tests.helpers import free_port
-from tests.web.conftest import AUTH, PageSocket, page_socket, wait_closed, web_server
+from tests.web.conftest import AUTH, TOKEN, PageSocket, page_socket, wait_closed, web_server
 
 # Stand-ins, to isolate the bridge: no model to load, speech that is a tone.
 STAND_INS = {"providers": {"stt": {"name": "scripted"}, "vad": {"name": "energy"}, "llm": {"name": "echo"},
@@ -175,3 +178,30 @@ async def test_status_says_whether_the_server_answers(web: str, server) -> None:
         for name in ("app.js", "capture-worklet.js", "playback-worklet.js", "resampler.js", "style.css"):
             assert (await http.get(f"{web}/static/{name}")).status_code == 200, name
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("server_settings", [ServerSettings(
+    host="127.0.0.1", port=0, shutdown_grace=1.0, log_level="WARNING", allow_stand_in_providers=True,
+    auth_tokens=f"{TOKEN} web-tester", max_streams=1)])
+async def test_a_tab_past_max_streams_learns_why_while_its_microphone_runs(web: str, stub) -> None:
+    """The server carries its one stream already: each new tab's stream is refused, and the page gets
+    RESOURCE_EXHAUSTED naming max_streams while its microphone is already sending; its session is closed."""
+    busy = (await stub.Start(pb.StartRequest(config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS)),
+                             metadata=AUTH)).session.name
+    admitted = await open_stream(stub, busy, metadata=AUTH)
+    for attempt in range(10):
+        async with page_socket(web) as page:
+            await page.send({"type": "start", "config": STAND_INS, "input_rate": 16000})
+            talking = asyncio.create_task(microphone(page, 0, asyncio.Event()))  # the page does not wait
+            try:
+                name = (await page.next_frame("session"))["session"]["name"]
+                error = await page.next_frame("error", request="stream")
+                closed = await page.next_frame("closed")
+            finally:
+                talking.cancel()
+                await asyncio.gather(talking, return_exceptions=True)
+            assert error["code"] == "RESOURCE_EXHAUSTED" and "max_streams" in error["message"], (attempt, error)
+            assert closed["reason"] == "the audio stream failed: RESOURCE_EXHAUSTED", (attempt, closed)
+        assert (await wait_closed(stub, name)).status == session_pb2.SESSION_STATUS_CLOSED
+    assert admitted.frames and admitted.error is None  # the admitted call went on
+    await admitted.aclose()

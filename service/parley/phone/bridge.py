@@ -85,6 +85,9 @@ class PhoneCall:
         self.heard: deque[str] = deque(maxlen=HEARD_KEPT)  # marks echoed back: utterances the caller heard
         self.ignored_messages = 0
         self._pending_marks: list[str] = []  # PLAYED utterances whose last frames may still come
+        # The stream's first message: the caller's media is relayed only after it, so a refused stream
+        # ends with its own status (a write racing it turns that into INTERNAL in grpcio's asyncio client).
+        self._answered = asyncio.Event()
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -178,7 +181,8 @@ class PhoneCall:
             task.result()  # a refused call or a gRPC error surfaces here
 
     async def _inbound(self, call: grpc.aio.StreamStreamCall) -> None:
-        """Provider -> Parley, until `stop` or the socket closes."""
+        """Provider -> Parley, until `stop` or the socket closes (from the stream's first message on)."""
+        await self._answered.wait()
         try:
             while True:
                 message = await self._receive()
@@ -213,6 +217,7 @@ class PhoneCall:
     async def _forward(self, call: grpc.aio.StreamStreamCall) -> None:
         sid = self.start.stream_sid if self.start else ""
         async for response in call:
+            self._answered.set()
             if response.WhichOneof("message") == "audio":
                 await self._send_marks_before(response.audio.utterance_id, sid)
                 await self.ws.send_text(protocol.media(sid, response.audio.pcm))

@@ -59,6 +59,9 @@ class Tab:
         self._forward: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._ended = asyncio.Event()  # the session's stream ended: the tab is done
+        # The stream's first message (or its end): microphone audio is written only after it, so a refused
+        # stream ends with its own status (a write racing it turns that into INTERNAL in grpcio's asyncio client).
+        self._answered = asyncio.Event()
         self._end_reason = TAB_CLOSED
 
     async def run(self) -> None:
@@ -147,6 +150,7 @@ class Tab:
         reason = "the session's audio stream ended"
         try:
             async for response in call:
+                self._answered.set()
                 if response.WhichOneof("message") == "audio":
                     async with self._send_lock:
                         await self.websocket.send_bytes(response.audio.pcm)
@@ -167,6 +171,7 @@ class Tab:
             pass  # the page went; run() closes the session
         with contextlib.suppress(*GONE):
             await self._send_json({"type": "closed", "reason": reason})
+        self._answered.set()
         self._ended.set()
 
     async def _on_audio(self, data: bytes) -> None:
@@ -177,6 +182,7 @@ class Tab:
         except PageError as exc:
             await self._send_json(exc.frame("audio"))
             return
+        await self._answered.wait()
         try:
             await self._call.write(pb.StreamAudioRequest(audio=audio_pb2.AudioChunk(pcm=data)))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
