@@ -126,6 +126,12 @@ async def step(sessions: int, default: bool) -> dict:
     return row
 
 
+def median_round(tries: list[dict]) -> dict:
+    """The round with the median p99 (it stands for its step), with every round's p99 beside it."""
+    tries = sorted(tries, key=lambda r: r["parley"]["p99_ms"])
+    return {**tries[len(tries) // 2], "rounds_p99_ms": [r["parley"]["p99_ms"] for r in tries]}
+
+
 def cpu_ratio(server: dict, baseline: dict) -> float:
     return server["server_cpu"] / baseline["server_cpu"] if baseline["server_cpu"] else float("nan")
 
@@ -138,8 +144,7 @@ async def overload(offered: int, limit: int, rounds: int) -> dict:
         engine = await run_parley(offered, default=False, max_streams=limit)
         tries.append({"offered": offered, "max_streams": limit, "echo": echo, "parley": engine,
                       "cpu_per_session_vs_echo": cpu_ratio(engine, echo)})
-    tries.sort(key=lambda r: r["parley"]["p99_ms"])
-    row = {**tries[len(tries) // 2], "rounds_p99_ms": [r["parley"]["p99_ms"] for r in tries]}
+    row = median_round(tries)
     e, p = row["echo"], row["parley"]
     print(f"  {offered} offered, --max-streams {limit}: {p['streams_refused']} refused at once; the admitted "
           f"p50 {p['p50_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms dropped {p['frames_dropped']} "
@@ -216,8 +221,7 @@ async def series(steps: tuple[int, ...], default: bool, rounds: int) -> list[dic
     rows = []
     collapsed = 0
     for sessions in steps:
-        tries = sorted([await step(sessions, default) for _ in range(rounds)], key=lambda r: r["parley"]["p99_ms"])
-        row = {**tries[len(tries) // 2], "rounds_p99_ms": [r["parley"]["p99_ms"] for r in tries]}
+        row = median_round([await step(sessions, default) for _ in range(rounds)])
         rows.append(row)
         print_row(row)
         collapsed = collapsed + 1 if row["parley"]["p99_ms"] >= COLLAPSED_MS else 0
