@@ -57,6 +57,9 @@ class ParleyServer:
         self._servicer = AgentSessionServicer(self.registry)
         self._server: grpc.aio.Server | None = None
         self._start_server: grpc.aio.Server | None = None  # the Start-only listener a proxy uses (start_port)
+        self._start_steering = asyncio.Lock()  # one change of the Start-only listener at a time
+        self._slots_changed = asyncio.Event()
+        self._following_slots: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._not_serving = False
         self._stopped = asyncio.Event()
@@ -81,6 +84,9 @@ class ParleyServer:
             await self._release()
             raise
         self.registry.start_reaper()
+        if self._start_server is not None:
+            self.registry.stream_slots.watch_full(self._slots_changed.set)
+            self._following_slots = asyncio.create_task(self._follow_stream_slots())
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"address": f"{s.host}:{self.port}", "tls": self._credentials is not None,
@@ -184,6 +190,9 @@ class ParleyServer:
     async def _stop(self) -> None:
         assert self._server is not None
         await self.begin_drain()
+        if self._following_slots is not None:
+            self._following_slots.cancel()
+            await asyncio.gather(self._following_slots, return_exceptions=True)
         await self.registry.shutdown()
         await self._server.stop(self.settings.shutdown_grace)
         await self._release()
@@ -198,8 +207,39 @@ class ParleyServer:
         log.info("draining", extra={"sessions": self.registry.active_count})
         self.registry.stop_accepting()
         await self._health.enter_graceful_shutdown()
-        if self._start_server is not None:
-            await self._start_server.stop(self.settings.shutdown_grace)  # refuses new connections at once
+        await self._steer_starts()
+
+    async def _follow_stream_slots(self) -> None:
+        while True:
+            await self._slots_changed.wait()
+            self._slots_changed.clear()
+            await self._steer_starts()
+
+    async def _steer_starts(self) -> None:
+        """Keep the Start-only listener open exactly while this process takes new calls.
+
+        It closes while the server drains, and while every stream slot is
+        taken (max_streams): a proxy's connection to it is then refused, and
+        the proxy sends the Start to another replica, where the new call's
+        stream can attach. It opens again once a slot frees. Closing refuses
+        new connections at once; Starts already on it finish.
+        """
+        async with self._start_steering:
+            wanted = not self._not_serving and not self.registry.stream_slots.full
+            if not wanted and self._start_server is not None:
+                server, self._start_server = self._start_server, None
+                await server.stop(self.settings.shutdown_grace)
+                if not self._not_serving:
+                    log.info("every stream slot taken: new sessions go to other replicas",
+                             extra={"streams": self.registry.stream_slots.in_use})
+            elif wanted and self._start_server is None and self.start_port:
+                try:
+                    self._start_server, _ = await self._listen(self.start_port)
+                except StartupError as exc:  # the port taken meanwhile: try again when the slots next change
+                    log.error("cannot reopen the Start-only listener", extra={"error": str(exc)})
+                    return
+                log.info("a stream slot free: taking new sessions again",
+                         extra={"streams": self.registry.stream_slots.in_use})
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

@@ -9,6 +9,7 @@ import signal
 import grpc
 import pytest
 
+from parley.fleet.nginx import NO_REPLICA_MESSAGE
 from parley.fleet.routing import session_metadata
 from parley.sessions.names import owner_replica
 from parley.v1 import agent_session_service_pb2 as pb
@@ -78,6 +79,7 @@ async def test_sigterm_to_the_supervisor_drains_every_worker_then_exits_zero(mak
         with pytest.raises(grpc.aio.AioRpcError) as err:  # no worker takes new sessions
             await stub.Start(STAND_IN_START)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert err.value.details() == NO_REPLICA_MESSAGE  # said by the proxy, as a gRPC status
         for name in names:  # every live session is served to its end
             assert await say_and_wait(stub, name, "still here") == PLAYED
             await stub.Close(pb.CloseRequest(session=name), metadata=session_metadata(name))
