@@ -20,9 +20,17 @@ client compete for the same two.
 The setups run side by side (idle when not measured) and take turns at
 each N, so load from elsewhere on the machine falls on all of them alike.
 
+Then past the fleet's capacity (`--overload OFFERED:LIMIT`, 120:40): OFFERED
+callers at 2 workers behind nginx, each worker started with `--max-streams
+LIMIT`, next to the echo at 2 x LIMIT. A full worker closes its Start-only
+port, so nginx places each Start on a worker with room, and with both full
+the Start is UNAVAILABLE from the proxy: how many callers were refused at
+Start and how many at their stream (a Start placed just before its worker
+filled), and the admitted calls' lateness.
+
 Writes bench/results/scale.json and prints a table.
 
-    python bench/bench_scale.py [--callers 25,50,75,100] [--seconds 10] [--rounds 3]
+    python bench/bench_scale.py [--callers 25,50,75,100] [--seconds 10] [--rounds 3] [--overload 120:40]
 """
 
 from __future__ import annotations
@@ -112,13 +120,14 @@ async def one_worker() -> Setup:
     return Setup("1 worker", f"127.0.0.1:{port}", [proc], workers=[proc.pid])
 
 
-async def behind_nginx(workers: int, directory: Path) -> Setup:
+async def behind_nginx(workers: int, directory: Path, *flags: str) -> Setup:
     base = free_port_block(2 * workers + 1)
     port, start_port = base + 1, base + 1 + workers
     if workers == 1:
-        supervisor = parley_serve("--port", str(port), "--start-port", str(start_port), "--replica-id", "w-0")
+        supervisor = parley_serve("--port", str(port), "--start-port", str(start_port), "--replica-id", "w-0", *flags)
     else:
-        supervisor = parley_serve("--workers", str(workers), "--port", str(port), "--start-port", str(start_port))
+        supervisor = parley_serve("--workers", str(workers), "--port", str(port), "--start-port", str(start_port),
+                                  *flags)
     replicas = consecutive_replicas("127.0.0.1", port, start_port, workers)
     for replica in replicas:
         await serving(replica.address)
@@ -173,19 +182,49 @@ def row(step: dict) -> str:
 def median_step(rounds: list[dict]) -> dict:
     """One step from several rounds of it: the median of each figure."""
     first = rounds[0]
-    figures = {k: float(np.median([r[k] for r in rounds])) for k in ("p50_ms", "p99_ms", "max_ms")}
+    figures = {k: float(np.median([r[k] for r in rounds]))
+               for k in ("p50_ms", "p99_ms", "max_ms", "starts_refused", "streams_refused")}
     cpu = {k: round(float(np.median([r["cpu_percent"][k] for r in rounds])), 1) for k in first["cpu_percent"]}
     ratios = [r["proxy_per_session_vs_worker"] for r in rounds if r["proxy_per_session_vs_worker"] is not None]
     return {**first, **figures, "cpu_percent": cpu, "rounds": len(rounds),
             "proxy_per_session_vs_worker": round(float(np.median(ratios)), 3) if ratios else None}
 
 
-async def main(callers: list[int], seconds: float, rounds: int) -> None:
+async def overload(offered: int, limit: int, seconds: float, rounds: int, directory: Path) -> list[dict]:
+    """`offered` callers at two workers of `limit` streams each behind nginx, the echo at 2 x `limit`, in turns."""
+    measured: dict[str, list[dict]] = {}
+    setups: list[Setup] = []
+    try:
+        setups += [await echo_setup(), await behind_nginx(2, directory, "--max-streams", str(limit))]
+        setups[-1].name = f"2 x {limit} streams"
+        for round_ in range(rounds):
+            for setup in setups:
+                step = await measure(setup, 2 * limit if setup.echo else offered, seconds)
+                measured.setdefault(setup.name, []).append(step)
+                print(f"{overload_row(step)}   (round {round_ + 1})", flush=True)
+    finally:
+        for setup in setups:
+            setup.stop()
+    steps = [median_step(r) for r in measured.values()]
+    if rounds > 1:
+        print(f"median of {rounds} rounds:")
+        for step in steps:
+            print(overload_row(step))
+    return steps
+
+
+def overload_row(step: dict) -> str:
+    refused = step["starts_refused"] + step["streams_refused"]
+    return (f"{row(step)}   admitted {step['callers'] - refused:.0f}, refused at Start {step['starts_refused']:.0f}"
+            f", at the stream {step['streams_refused']:.0f}")
+
+
+async def main(callers: list[int], seconds: float, rounds: int, offered: int, limit: int) -> None:
     measured: dict[tuple[str, int], list[dict]] = {}
     print(f"{'N':>5}  {'setup':<16} {'p50':>7} {'p99':>7} {'max':>7}   {'worker CPU %':<12} {'nginx':>6} "
           f"{'load':>6}   nginx/worker CPU")
     with tempfile.TemporaryDirectory() as tmp:
-        for sub in ("one", "two"):
+        for sub in ("one", "two", "full"):
             (Path(tmp) / sub).mkdir()
         setups: list[Setup] = []
         try:
@@ -200,6 +239,9 @@ async def main(callers: list[int], seconds: float, rounds: int) -> None:
         finally:
             for setup in setups:
                 setup.stop()
+        print(f"past capacity: {offered} callers at 2 workers of --max-streams {limit} behind nginx; "
+              f"the echo at {2 * limit}", flush=True)
+        full = await overload(offered, limit, seconds, rounds, Path(tmp) / "full")
     steps = [median_step(r) for r in measured.values()]
     if rounds > 1:
         print(f"median of {rounds} rounds:")
@@ -217,7 +259,7 @@ async def main(callers: list[int], seconds: float, rounds: int) -> None:
         "echo_p99_there_ms": there.get("echo"),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"summary": summary, "steps": steps,
+    RESULTS.write_text(json.dumps({"summary": summary, "steps": steps, "overload": full,
                                    "rounds": [r for rs in measured.values() for r in rs]}, indent=2))
     print(json.dumps(summary))
 
@@ -227,5 +269,8 @@ if __name__ == "__main__":
     parser.add_argument("--callers", default="25,50,75,100", help="comma-separated N")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds the load runs per step")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every step; the table shows medians")
+    parser.add_argument("--overload", default="120:40", metavar="OFFERED:LIMIT",
+                        help="callers offered to 2 workers behind nginx, each started with --max-streams LIMIT")
     args = parser.parse_args()
-    asyncio.run(main([int(n) for n in args.callers.split(",")], args.seconds, args.rounds))
+    offered, limit = (int(x) for x in args.overload.split(":"))
+    asyncio.run(main([int(n) for n in args.callers.split(",")], args.seconds, args.rounds, offered, limit))

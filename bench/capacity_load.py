@@ -15,8 +15,10 @@ header, so the same load runs through a proxy in front of several
 processes (bench/bench_scale.py).
 
 A caller whose stream the server refuses (past its max_streams) closes its
-session, as a backend would, and counts as refused; lateness is that of the
-admitted calls. Frame lateness = arrival - (t0 + i x 20 ms) for frame i,
+session, as a backend would, and counts as refused; one whose Start no
+worker takes (UNAVAILABLE from the proxy: every worker full) has no call
+and counts as refused at Start; lateness is that of the admitted calls.
+Frame lateness = arrival - (t0 + i x 20 ms) for frame i,
 the first second skipped, where t0 is the earliest that schedule allows
 (the smallest arrival - i x 20 ms seen): a late first frame hides nothing. Final
 transcript = its event's arrival - the moment the chunk holding the
@@ -120,6 +122,7 @@ class Caller:
     transcript_latency: list[float] = field(default_factory=list)
     said_at: dict[str, SaidAt] = field(default_factory=dict)  # utterance -> when it was said
     refused: bool = False  # the server carried its max_streams: this caller hung up
+    start_refused: bool = False  # no worker took the Start (behind a proxy, every one full): no call at all
     answered: asyncio.Event = field(default_factory=asyncio.Event)  # the stream's first message, or its end
     errors: list[str] = field(default_factory=list)
 
@@ -144,7 +147,13 @@ async def start_caller(caller: Caller, echo: bool, default_providers: bool) -> N
         session_config = session_pb2.SessionConfig(
             providers=None if default_providers else STAND_INS,
             instructions="You are a helpful voice assistant. Answer in one short sentence.")
-        caller.name = (await caller.stub.Start(pb.StartRequest(config=session_config))).session.name
+        try:
+            caller.name = (await caller.stub.Start(pb.StartRequest(config=session_config))).session.name
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            caller.start_refused = True
+            return
         config.session = caller.name
         if caller.index % 3 == 0:
             await caller.stub.PlayBackgroundAudio(pb.PlayBackgroundAudioRequest(session=caller.name),
@@ -270,11 +279,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     await asyncio.gather(*(c.channel.channel_ready() for c in callers))
     for caller in callers:
         await start_caller(caller, args.echo, args.default_providers)
+    placed = [c for c in callers if not c.start_refused]
     stop, measuring = asyncio.Event(), asyncio.Event()
-    readers = [asyncio.create_task(read(c, stop, measuring)) for c in callers]
-    senders = [asyncio.create_task(send(c, stop, last_voiced, measuring)) for c in callers]
+    readers = [asyncio.create_task(read(c, stop, measuring)) for c in placed]
+    senders = [asyncio.create_task(send(c, stop, last_voiced, measuring)) for c in placed]
     if not args.echo:
-        await asyncio.gather(*(say(c, stop, measuring, burst=True) for c in callers))
+        await asyncio.gather(*(say(c, stop, measuring, burst=True) for c in placed))
     print(MEASURING, flush=True)
     measuring.set()
     began = time.monotonic()
@@ -282,13 +292,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     stop.set()
     measured = time.monotonic() - began
     await asyncio.gather(*senders)
-    for caller in callers:
+    for caller in placed:
         assert caller.call is not None
         caller.call.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
     if not args.echo:
         await asyncio.gather(*(c.stub.Close(pb.CloseRequest(session=c.name), metadata=c.route)
-                               for c in callers if not c.refused), return_exceptions=True)
+                               for c in placed if not c.refused), return_exceptions=True)
     await asyncio.gather(*(c.channel.close() for c in callers))
     lateness = np.array([x for c in callers for x in c.lateness()] or [0.0])
     say_latency = [x for c in callers for x in c.say_latency]
@@ -304,6 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "max_ms": float(lateness.max()),
         "frames_dropped": sum(c.gaps for c in callers), "drops_reported": sum(c.dropped_reported for c in callers),
         "streams_refused": sum(c.refused for c in callers),
+        "starts_refused": sum(c.start_refused for c in callers),
         "speaking_share": sum(c.speech_frames for c in callers) / max(1, frames),
         "say_to_first_frame_ms_p50": percentile(say_latency, 50),
         "say_to_first_frame_ms_p99": percentile(say_latency, 99),
