@@ -32,6 +32,7 @@ from parley.v1 import agent_session_service_pb2, agent_session_service_pb2_grpc
 log = logging.getLogger("parley.server")
 
 SERVICE_NAME = agent_session_service_pb2.DESCRIPTOR.services_by_name["AgentSessionService"].full_name
+REOPEN_RETRY_SECONDS = 1.0  # between attempts to open the Start-only listener again
 FULL_PASS_EVERY = 100  # second-generation collections per full one (the interpreter's default: 10)
 
 
@@ -235,8 +236,9 @@ class ParleyServer:
             elif wanted and self._start_server is None and self.start_port:
                 try:
                     self._start_server, _ = await self._listen(self.start_port)
-                except StartupError as exc:  # the port taken meanwhile: try again when the slots next change
+                except StartupError as exc:  # the port taken meanwhile: try again in a second
                     log.error("cannot reopen the Start-only listener", extra={"error": str(exc)})
+                    asyncio.get_running_loop().call_later(REOPEN_RETRY_SECONDS, self._slots_changed.set)
                     return
                 log.info("a stream slot free: taking new sessions again",
                          extra={"streams": self.registry.stream_slots.in_use})

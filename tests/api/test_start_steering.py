@@ -5,13 +5,16 @@ connection makes it try the next replica. Here, on a real server with
 max_streams 2: it closes when the last stream slot is taken and opens again
 when one frees, while the calls already carried play on and the session
 port keeps answering. Then as an invariant over random starts, attaches and
-closes: the listener is open exactly while a slot is free.
+closes: the listener is open exactly while a slot is free. And when
+another program holds the port as a slot frees, the server tries again
+until it has its listener back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 
 import grpc
@@ -127,4 +130,24 @@ async def test_the_listener_is_open_exactly_while_a_slot_is_free(server: ParleyS
         closings += len(carried) == LIMIT
     assert refusals > 3 and closings > 5  # the walk went past the limit, and back, many times
     for call in carried.values():
+        await call.aclose()
+
+
+async def test_a_port_taken_meanwhile_is_tried_again_until_the_listener_opens(
+        server, stub, start_port, caplog: pytest.LogCaptureFixture) -> None:
+    names = [(await stub.Start(START)).session.name for _ in range(LIMIT)]
+    calls = [await open_stream(stub, name) for name in names]
+    await wait_listening(start_port, False)
+    squatter = socket.create_server(("127.0.0.1", start_port))  # another program takes the port meanwhile
+    try:
+        await stub.Close(pb.CloseRequest(session=names[0], reason="call over"))
+        deadline = time.monotonic() + 5
+        while not any(r.message == "cannot reopen the Start-only listener" for r in caplog.records):
+            assert time.monotonic() < deadline, "the server never tried to open its Start-only listener"
+            await asyncio.sleep(0.02)
+    finally:
+        squatter.close()
+    await wait_listening(start_port, True)  # tried again: the listener opens once the port is free
+    assert await start_through(start_port)
+    for call in calls:
         await call.aclose()
