@@ -91,8 +91,8 @@ class ServerSettings(BaseSettings):
         "", "this process's id among replicas behind a proxy; its session names become `sessions/{replica}-{hex}` "
             "(workers: `{id or w}-{i}`)")
     start_port: int = setting(
-        0, "a second port, where a proxy sends Start; it closes first when the server drains (0: none)", ge=0,
-        le=65_535)
+        0, "a second port, where a proxy sends Start; closed while the server drains, and while every stream slot "
+        "is taken (`--max-streams`) (0: none)", ge=0, le=65_535)
     drain_timeout: float = setting(
         30.0, "after SIGTERM, seconds live sessions may go on (Start refused, health NOT_SERVING) before they are "
               "closed; SIGINT stops at once", unit="seconds", ge=0, le=86_400)
