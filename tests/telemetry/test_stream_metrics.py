@@ -31,6 +31,7 @@ async def test_streams_carried_and_refused_reach_the_collector(stub, receiver: R
     assert knocking.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     await receiver.wait_for(lambda: latest(receiver, "parley.streams.refused") == 1)
     assert latest(receiver, "parley.streams.active") == 1
+    assert latest(receiver, "parley.streams.limit") == 1  # active == limit: full, as a dashboard sees it
 
     await call.aclose()
     await stub.Close(pb.CloseRequest(session=admitted))

@@ -58,12 +58,19 @@ class Instruments:
         def refused(_: CallbackOptions) -> Iterable[Observation]:
             return [Observation(slots.refused)]
 
+        def limit(_: CallbackOptions) -> Iterable[Observation]:
+            return [] if slots.limit is None else [Observation(slots.limit)]
+
         self._meter.create_observable_up_down_counter(
             "parley.streams.active", [carried], unit="{stream}",
             description="audio streams carried now, sessions in their reattach window included (max_streams)")
         self._meter.create_observable_counter(
             "parley.streams.refused", [refused], unit="{stream}",
             description="StreamAudio calls refused at max_streams")
+        self._meter.create_observable_gauge(
+            "parley.streams.limit", [limit], unit="{stream}",
+            description="max_streams: at parley.streams.active == this, new streams are refused and the "
+                        "Start-only listener is closed")
 
     def record_turn(self, turn: TurnMetricsSnapshot) -> None:
         """Each measured latency of a turn (0 means not measured and is skipped)."""
