@@ -233,7 +233,7 @@ class ParleyServer:
                 if not self._not_serving:
                     log.info("every stream slot taken: new sessions go to other replicas",
                              extra={"streams": self.registry.stream_slots.in_use})
-            elif wanted and self._start_server is None and self.start_port:
+            elif wanted and self._start_server is None:
                 try:
                     self._start_server, _ = await self._listen(self.start_port)
                 except StartupError as exc:  # the port taken meanwhile: try again in a second

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-import time
 
 import grpc
 import pytest
@@ -26,7 +25,7 @@ from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 from tests.engine.conftest import STAND_IN_PROVIDERS, StreamClient, open_stream
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 from tests.reliability.support import contiguous
 
 START = pb.StartRequest(config=session_pb2.SessionConfig(providers=STAND_IN_PROVIDERS))
@@ -54,11 +53,10 @@ async def listening(port: int) -> bool:
     return True
 
 
-async def wait_listening(port: int, wanted: bool, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while await listening(port) != wanted:
-        assert time.monotonic() < deadline, f"the Start-only listener never became {'open' if wanted else 'closed'}"
-        await asyncio.sleep(0.02)
+async def wait_listening(port: int, wanted: bool) -> None:
+    async def as_wanted() -> bool:
+        return await listening(port) == wanted
+    await eventually(as_wanted, 5.0, f"the Start-only listener {'open' if wanted else 'closed'}")
 
 
 async def start_through(port: int) -> str:
@@ -141,10 +139,8 @@ async def test_a_port_taken_meanwhile_is_tried_again_until_the_listener_opens(
     squatter = socket.create_server(("127.0.0.1", start_port))  # another program takes the port meanwhile
     try:
         await stub.Close(pb.CloseRequest(session=names[0], reason="call over"))
-        deadline = time.monotonic() + 5
-        while not any(r.message == "cannot reopen the Start-only listener" for r in caplog.records):
-            assert time.monotonic() < deadline, "the server never tried to open its Start-only listener"
-            await asyncio.sleep(0.02)
+        await eventually(lambda: any(r.message == "cannot reopen the Start-only listener" for r in caplog.records),
+                         5.0, "the server trying to open its Start-only listener")
     finally:
         squatter.close()
     await wait_listening(start_port, True)  # tried again: the listener opens once the port is free

@@ -9,9 +9,6 @@ frees its worker for the next Start.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import grpc
 import pytest
 
@@ -23,6 +20,7 @@ from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 from tests.engine.conftest import StreamClient, open_stream
 from tests.fleet.support import STAND_IN_START, start_sessions
+from tests.helpers import eventually
 
 PLAYED = session_pb2.UTTERANCE_STATE_PLAYED
 
@@ -33,14 +31,14 @@ async def start_until_placed(stub: pb_grpc.AgentSessionServiceStub, timeout: flo
     nginx skips a replica whose connection it saw refused for 5 s
     (`fail_timeout`), so a worker that opened again is tried after that.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+    async def start() -> str | None:
         try:
             return (await stub.Start(STAND_IN_START)).session.name
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
-        await asyncio.sleep(0.2)
+            return None
+    return await eventually(start, timeout, "a worker to take the Start")
 
 
 async def call(stub: pb_grpc.AgentSessionServiceStub, name: str) -> StreamClient:
