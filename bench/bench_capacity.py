@@ -8,10 +8,12 @@ same client (bench/capacity_load.py, its own process): N callers, each on
 its own connection, audio both ways every 20 ms, the agent speaking, caller
 speech that the VAD, the recognizer and barge-in act on, background audio on
 a third of the sessions. Server CPU is read from /proc over the client's measuring
-window; CPU per session is compared with the echo's at the same N (and
-with the clocked echo's: the part of the cost that is the conversation). The
-figures move from run to run on a shared machine: each N runs `--rounds`
-times (3) and the round with the median p99 is reported.
+window, the whole process's and apart from it its main thread's (the event
+loop; the rest is gRPC's own threads); CPU per session is compared with the
+echo's at the same N (and with the clocked echo's: the part of the cost
+that is the conversation). The figures move from run to run on a shared
+machine: each N runs `--rounds` times (3) and the round with the median p99
+is reported.
 
 Stand-in providers first (the engine's own cost), then the default
 providers (espeak, Whisper, WebRTC VAD, the local model), where the time
@@ -39,7 +41,7 @@ import time
 from pathlib import Path
 
 import grpc
-from common import cpu_seconds, free_port, rss_kib, steady_window
+from common import cpu_seconds, free_port, loop_cpu_seconds, rss_kib, steady_window
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -81,14 +83,16 @@ async def load(server: subprocess.Popen, port: int, sessions: int, *, echo: bool
     client = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     await steady_window(client)  # past the client's set-up (channels, Start calls) and its first second
     server_before, client_before, began = cpu_seconds(server.pid), cpu_seconds(client.pid), time.monotonic()
+    loop_before = loop_cpu_seconds(server.pid)
     await asyncio.sleep(SECONDS - 2.0)
     wall = time.monotonic() - began
     server_cpu = (cpu_seconds(server.pid) - server_before) / wall
+    loop_cpu = (loop_cpu_seconds(server.pid) - loop_before) / wall
     client_cpu = (cpu_seconds(client.pid) - client_before) / wall
     rss = rss_kib(server.pid)
     out, _ = await client.communicate()
     result = json.loads(out)
-    result.update(server_cpu=server_cpu, client_cpu=client_cpu, server_rss_mib=rss / 1024)
+    result.update(server_cpu=server_cpu, loop_cpu=loop_cpu, client_cpu=client_cpu, server_rss_mib=rss / 1024)
     return result
 
 
@@ -182,10 +186,12 @@ async def idle_memory(count: int = 200) -> dict:
 
 def print_row(row: dict) -> None:
     e, p = row["echo"], row["parley"]
-    print(f"  {row['sessions']:4d} | echo p99 {e['p99_ms']:6.1f} ms cpu {e['server_cpu'] * 100:4.0f}% | "
+    print(f"  {row['sessions']:4d} | echo p99 {e['p99_ms']:6.1f} ms cpu {e['server_cpu'] * 100:4.0f}% "
+          f"(loop {e['loop_cpu'] * 100:.0f}%) | "
           f"parley p50 {p['p50_ms']:6.1f} p99 {p['p99_ms']:7.1f} max {p['max_ms']:7.1f} ms "
-          f"dropped {p['frames_dropped']:5d} cpu {p['server_cpu'] * 100:4.0f}% "
+          f"dropped {p['frames_dropped']:5d} cpu {p['server_cpu'] * 100:4.0f}% (loop {p['loop_cpu'] * 100:.0f}%) "
           f"x{row['cpu_per_session_vs_echo']:.2f}{_clocked(row)} rss {p['server_rss_mib']:5.0f} MiB "
+          f"events {sum(p['events_per_session_second'].values()):.1f}/s per session "
           f"client {p['client_cpu'] * 100:3.0f}% speaking {p['speaking_share'] * 100:3.0f}% "
           f"say->frame p50 {_ms(p['say_to_first_frame_ms_p50'])} p99 {_ms(p['say_to_first_frame_ms_p99'])} ms, "
           f"{row['sessions']} at once p50 {_ms(p['burst_say_to_first_frame_ms_p50'])} "
@@ -205,6 +211,7 @@ def _clocked(row: dict) -> str:
         return ""
     c = row["clocked_echo"]
     return (f" (clocked echo p99 {c['p99_ms']:.1f} ms cpu {c['server_cpu'] * 100:.0f}% "
+            f"(loop {c['loop_cpu'] * 100:.0f}%) "
             f"x{row['clocked_echo_vs_echo']:.2f}; parley vs it x{row['cpu_per_session_vs_clocked_echo']:.2f})")
 
 

@@ -32,7 +32,9 @@ them for the burst of N Says made at once as the load starts (whether one
 session waits behind all the others), where the utterance's create_time
 (the server's clock, on the same host) also splits the burst's time in
 two: the Says reaching their sessions, and each one's first frame after
-that (what synthesis, shared among the sessions, adds). The client runs on
+that (what synthesis, shared among the sessions, adds). Events received
+while measuring are counted by kind, per session and second: the stream
+carries them beside the frames, and the echo carries none. The client runs on
 uvloop, so that its own work takes as little as it can of the cores it
 shares with the server. Prints one JSON object on stdout.
 
@@ -47,6 +49,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -113,6 +116,7 @@ class Caller:
     speech_frames: int = 0
     gaps: int = 0
     dropped_reported: int = 0
+    events: Counter[str] = field(default_factory=Counter)  # events received while measuring, by kind
     say_latency: list[float] = field(default_factory=list)  # Says made while measuring
     burst_latency: list[float] = field(default_factory=list)  # the Say made with every other caller's at once
     burst_received: list[float] = field(default_factory=list)  # that Say's call -> its session has it
@@ -213,6 +217,8 @@ async def read(caller: Caller, stop: asyncio.Event, measuring: asyncio.Event) ->
                 continue
             event = response.event
             kind = event.WhichOneof("event")
+            if measuring.is_set() and not stop.is_set():
+                caller.events[kind] += 1
             if kind == "agent_state_changed":
                 caller.agent_state = event.agent_state_changed.new_state
             elif kind == "user_state_changed":
@@ -327,6 +333,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "final_transcript_ms_p50": percentile(transcript_latency, 50),
         "final_transcript_ms_p99": percentile(transcript_latency, 99),
         "transcribed_share": len(transcript_latency) / voice_ends if voice_ends else None,
+        "events_per_session_second": {kind: count / measured / max(1, len(placed)) for kind, count in sorted(
+            sum((c.events for c in callers), Counter()).items())},
         "errors": sorted({e for c in callers for e in c.errors})[:5],
     }
 

@@ -90,6 +90,12 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def loop_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process's main thread: the servers' event loop (gRPC's own threads aside)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a live process and its live descendants."""
     total = 0
