@@ -48,7 +48,8 @@ class ParleyServer:
         except ValueError as exc:  # a bad OTEL_* variable
             raise StartupError(str(exc)) from None
         self.registry = SessionRegistry(
-            settings.registry, workers=Workers(settings.provider_threads or None, settings.provider_nice),
+            settings.registry, workers=Workers(settings.provider_threads or None, settings.provider_nice,
+                                                settings.provider_idle_policy),
             observers=self.telemetry,
             replica=settings.replica_id)
         self.telemetry.instruments.watch_streams(self.registry.stream_slots)

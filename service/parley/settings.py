@@ -59,6 +59,9 @@ class ServerSettings(BaseSettings):
         DEFAULT_NICE, "how much lower those threads' (and the model processes') scheduling priority is "
                       "than the audio loop's (nice, on Linux; 0: the same); under load the calls' audio stays on "
                       "time and answers come later", ge=0, le=19)
+    provider_idle_policy: bool = setting(
+        True, "also run those threads and processes under Linux's SCHED_IDLE policy: the audio loop takes a core "
+              "from them the moment it wakes (`--provider-idle-policy false`: the nice value alone)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
         "INFO", "JSON-lines logs on stderr")
     # who may call, and how often

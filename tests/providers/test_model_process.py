@@ -64,13 +64,16 @@ async def test_a_job_past_its_time_has_its_process_killed_and_the_model_comes_ba
         process.close()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process's nice value as Linux reports it")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process's nice value and policy as Linux reports them")
 async def test_the_process_runs_at_the_provider_threads_lower_priority(
     hosted: ModelProcess, workers: Workers
 ) -> None:
     pid = await hosted.start(workers)
     assert workers.nice > 0
     assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + workers.nice)
+    assert workers.idle
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # the loop takes a core from it the moment it wakes
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 async def test_signals_to_the_servers_process_group_leave_the_process_to_the_server(

@@ -12,25 +12,28 @@ import pytest
 from parley.providers.workers import Workers, urgent
 
 
-def own_priority() -> int:
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+def own_priority() -> tuple[int, int]:
+    """The calling thread's nice value and scheduling policy."""
+    thread = threading.get_native_id()
+    return os.getpriority(os.PRIO_PROCESS, thread), os.sched_getscheduler(thread)
 
 
-def priority_of_a_thread_started_here() -> int:
+def priority_of_a_thread_started_here() -> tuple[int, int]:
     """What a model's own inference thread, started from a pool thread, runs at."""
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
     thread = threading.Thread(target=lambda: seen.append(own_priority()))
     thread.start()
     thread.join()
     return seen[0]
 
 
-@pytest.mark.parametrize("nice", [10, 0])
-async def test_pool_threads_and_the_threads_they_start_run_below_the_loop(nice: int) -> None:
+@pytest.mark.parametrize(("nice", "idle"), [(10, True), (10, False), (0, True), (0, False)])
+async def test_pool_threads_and_the_threads_they_start_run_below_the_loop(nice: int, idle: bool) -> None:
     loop_priority = own_priority()
-    workers = Workers(2, nice=nice)
+    assert loop_priority[1] == os.SCHED_OTHER
+    workers = Workers(2, nice=nice, idle=idle)
     try:
-        expected = min(19, loop_priority + nice)
+        expected = (min(19, loop_priority[0] + nice), os.SCHED_IDLE if idle else os.SCHED_OTHER)
         assert await workers.run(own_priority) == expected
         assert await workers.run(priority_of_a_thread_started_here) == expected
         assert own_priority() == loop_priority  # the loop's own thread keeps its priority
