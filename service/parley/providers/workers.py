@@ -19,8 +19,8 @@ under the SCHED_IDLE policy (`idle`): a lower nice value only shrinks a
 thread's share, and the kernel may still let it finish its time slice
 before a waking loop gets the core; a SCHED_IDLE thread gives the core up
 the moment any ordinary thread wants it. With 75 callers on the default
-providers (Whisper busy on both cores) frames were late by 9.4-11.8 ms at
-p99 under SCHED_IDLE against 13.4-38.4 ms with nice alone (three
+providers (Whisper busy on both cores) frames were late by 9.2-11.1 ms at
+p99 under SCHED_IDLE against 13.1-31.2 ms with nice alone (three
 alternating rounds). Threads and processes a model starts from a pool
 thread (its own inference threads, a model process) inherit both.
 """
