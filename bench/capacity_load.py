@@ -94,6 +94,14 @@ async def caller_voice(default_providers: bool) -> np.ndarray:
         workers.close()
 
 
+async def caller_cycle(default_providers: bool) -> tuple[np.ndarray, list[bytes]]:
+    """One VOICE_EVERY_S cycle of the caller's audio (a stretch of voice, then silence) and its 20 ms chunks."""
+    voice = await caller_voice(default_providers)
+    cycle = np.zeros(int(VOICE_EVERY_S * 16000), dtype=np.int16)
+    cycle[: len(voice)] = voice[: len(cycle)]
+    return cycle, [cycle[i:i + CHUNK].astype("<i2").tobytes() for i in range(0, len(cycle), CHUNK)]
+
+
 class SaidAt(NamedTuple):
     sent: float  # the Say call made (wall clock, seconds)
     received: float  # the session created the utterance (the server's wall clock, the same host's)
@@ -271,10 +279,7 @@ async def send(caller: Caller, stop: asyncio.Event, last_voiced: int, measuring:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    voice = await caller_voice(args.default_providers)
-    cycle = np.zeros(int(VOICE_EVERY_S * 16000), dtype=np.int16)
-    cycle[: len(voice)] = voice[: len(cycle)]
-    chunks = [cycle[i:i + CHUNK].astype("<i2").tobytes() for i in range(0, len(cycle), CHUNK)]
+    cycle, chunks = await caller_cycle(args.default_providers)
     last_voiced = max(i for i in range(len(chunks)) if np.abs(cycle[i * CHUNK:(i + 1) * CHUNK]).max() > 500)
     rng = random.Random(args.sessions)
     callers = []

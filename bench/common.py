@@ -78,12 +78,17 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _stat_fields(path: str) -> list[str]:
+    """A /proc stat file's fields after the command name (which may hold spaces and parentheses)."""
+    return Path(path).read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process and its descendants (live, or ended and waited for)."""
     total = 0
     for member in process_tree(pid):
         try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(f"/proc/{member}/stat")
         except OSError:
             continue  # ended meanwhile: its time moves to its parent's waited-for children's
         total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
@@ -92,7 +97,7 @@ def cpu_seconds(pid: int) -> float:
 
 def loop_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process's main thread: the servers' event loop (gRPC's own threads aside)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat_fields(f"/proc/{pid}/task/{pid}/stat")
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 

@@ -20,8 +20,7 @@ import asyncio
 import random
 import time
 
-import numpy as np
-from capacity_load import CHUNK, SAY, VOICE_EVERY_S, caller_voice
+from capacity_load import SAY, caller_cycle
 
 from parley.providers.workers import Workers
 from parley.server import prepare_heap_for_serving
@@ -77,10 +76,7 @@ async def run(sessions: int, seconds: float) -> None:
     registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True, max_sessions=sessions,
                                               max_sessions_per_principal=sessions, max_streams=sessions),
                                workers=Workers())
-    voice = await caller_voice(default_providers=False)
-    cycle = np.zeros(int(VOICE_EVERY_S * 16000), dtype=np.int16)
-    cycle[: len(voice)] = voice
-    chunks = [cycle[i:i + CHUNK].astype("<i2").tobytes() for i in range(0, len(cycle), CHUNK)]
+    _, chunks = await caller_cycle(default_providers=False)
     rng = random.Random(sessions)
     prepare_heap_for_serving()  # as the server does before it serves
     calls = []
