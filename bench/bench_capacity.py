@@ -25,8 +25,8 @@ with `--max-streams` LIMIT (150 at 100), next to the echo at LIMIT: the
 callers it refuses hang up, the admitted calls are timed. Then the
 memory of 200 idle sessions. A series goes on past the 10 ms line (on a slow
 host the bare echo itself may be over it) and ends once two steps in a row
-are 100 ms late. Writes bench/results/capacity.json and prints
-tables.
+are 100 ms late. Writes bench/results/capacity.json, and the README's
+table made from it (bench/capacity_table.py) as capacity.md.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import grpc
+from capacity_table import markdown
 from common import cpu_seconds, free_port, loop_cpu_seconds, rss_kib, steady_window
 
 from parley.v1 import agent_session_service_pb2 as pb
@@ -255,6 +256,7 @@ async def main(rounds: int, offered: int, limit: int) -> None:
               "max_sessions_p99_under_10ms": {"stand_in": best(stand_ins), "default": best(defaults)}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
+    RESULTS.with_suffix(".md").write_text(markdown(result))
     print(f"most sessions at p99 < {LATENESS_LIMIT_MS:g} ms: stand-ins {best(stand_ins)}, defaults {best(defaults)}")
 
 

@@ -83,3 +83,16 @@ def test_the_command_table_lists_every_flag() -> None:
         documented = set(re.findall(r"--[a-z-]+", row.group(1)))
         flags = {f for a in commands.choices[name]._actions for f in a.option_strings if f.startswith("--")}
         assert documented == flags - {"--help"}, name
+
+
+def test_the_capacity_table_is_the_one_the_benchmark_writes() -> None:
+    """`make bench` writes its capacity table (bench/results/capacity.md); the README publishes one run of it, so
+    its columns and row shape are the benchmark's."""
+    from bench.capacity_table import ALIGN, HEADER
+
+    text = readme()
+    assert f"{HEADER}\n{ALIGN}\n" in text, "README.md's capacity table must have bench/capacity_table.py's columns"
+    table = text[text.index(HEADER):].split("\n\n")[0].splitlines()
+    cells = HEADER.count("|")
+    assert all(row.count("|") == cells for row in table), "a README capacity row has other cells than the header"
+    assert any(row.startswith("| 100 |") for row in table), "the table has no row for 100 callers"
