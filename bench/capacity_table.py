@@ -16,12 +16,13 @@ RESULTS = Path(__file__).parent / "results" / "capacity.json"
 
 HEADER = (
     "| N | echo p99 / CPU (loop) | clocked echo p99 / CPU (loop) | Parley p50 / p99 / max | p99 of the rounds "
-    "| Parley CPU (loop) | CPU per session vs echo | vs clocked echo | dropped | events per session and second "
+    "| Parley CPU (loop) | CPU per session vs echo | vs clocked echo | dropped | RSS Parley / echo "
+    "| events per session and second "
     "| Say → first frame p50 / p99 | N Says at once → first frame p50 / last "
     "| of which: the last Say reaching its session + the longest first frame after a Say "
     "| final transcript after the caller's speech p50 / p99 (stretches transcribed) |"
 )
-ALIGN = "|---:|---|---|---|---|---:|---:|---:|---:|---:|---|---|---|---|"
+ALIGN = "|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|"
 
 
 def markdown(result: dict) -> str:
@@ -44,7 +45,8 @@ def markdown(result: dict) -> str:
     memory = result.get("idle_memory")
     if memory:
         lines.append(f"An idle session ({memory['sessions']} open, no stream): "
-                     f"{memory['kib_per_idle_session']:.0f} KiB.")
+                     f"{memory['kib_per_idle_session']:.0f} KiB, on a process of {memory['rss_before_mib']:.0f} MiB "
+                     "before them.")
     return "\n\n".join(lines) + "\n"
 
 
@@ -66,6 +68,7 @@ def _row(row: dict, per_session: bool) -> str:
         f"{row['cpu_per_session_vs_echo']:.2f}×" if per_session else "",
         f"{row['cpu_per_session_vs_clocked_echo']:.2f}×" if clocked else "",
         f"{p['frames_dropped']:,}",
+        f"{p['server_rss_mib']:.0f} / {e['server_rss_mib']:.0f} MiB",
         f"{sum(p['events_per_session_second'].values()):.1f}",
         _pair(p["say_to_first_frame_ms_p50"], p["say_to_first_frame_ms_p99"], " ms"),
         _pair(p["burst_say_to_first_frame_ms_p50"], p["burst_say_to_first_frame_ms_max"], " ms"),
