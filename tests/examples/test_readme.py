@@ -1,5 +1,5 @@
 """The README stays true to what the programs do: the settings table, the sample run, the event names, the
-command table."""
+command table, the capacity table's shape."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import re
 from pathlib import Path
 
+from bench.capacity_table import ALIGN, HEADER
 from parley.cli import build_parser
 from parley.settings import LEAVES, Leaf
 from parley.v1 import events_pb2
@@ -88,8 +89,6 @@ def test_the_command_table_lists_every_flag() -> None:
 def test_the_capacity_table_is_the_one_the_benchmark_writes() -> None:
     """`make bench` writes its capacity table (bench/results/capacity.md); the README publishes one run of it, so
     its columns and row shape are the benchmark's."""
-    from bench.capacity_table import ALIGN, HEADER
-
     text = readme()
     assert f"{HEADER}\n{ALIGN}\n" in text, "README.md's capacity table must have bench/capacity_table.py's columns"
     table = text[text.index(HEADER):].split("\n\n")[0].splitlines()
