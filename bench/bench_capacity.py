@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import grpc
-from capacity_table import markdown
+from capacity_table import RESULTS, markdown
 from common import cpu_seconds, free_port, loop_cpu_seconds, rss_kib, steady_window
 
 from parley.v1 import agent_session_service_pb2 as pb
@@ -49,7 +49,6 @@ from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 
 HERE = Path(__file__).parent
-RESULTS = HERE / "results" / "capacity.json"
 STAND_IN_STEPS = (25, 50, 75, 100, 125, 150)
 DEFAULT_STEPS = (1, 10, 25, 50, 75)
 SECONDS = 10.0
