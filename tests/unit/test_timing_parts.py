@@ -47,6 +47,56 @@ def test_the_frame_clock_ticks_each_part_once_per_period_on_absolute_deadlines()
     assert a.frames == b.frames == 50 and set(a.ticks) == {1}
 
 
+def test_the_frame_clock_spreads_its_parts_over_the_period_so_each_burst_is_a_quarter() -> None:
+    clock = ManualClock()
+    frames = FrameClock(clock=clock)
+    parts = [Part() for _ in range(8)]
+    for part in parts:
+        frames.add(part)
+    bursts: list[list[int]] = []
+    for _ in range(40):  # 200 ms in 5 ms steps
+        clock.advance(0.005)
+        before = [p.frames for p in parts]
+        frames.run_due()
+        bursts.append([i for i, p in enumerate(parts) if p.frames > before[i]])
+    assert all(len(burst) == 2 for burst in bursts)  # every 5 ms a quarter of the parts, never all of them
+    assert [p.frames for p in parts] == [10] * 8  # each still once per 20 ms period
+    for i in range(8):  # and always at the same offset within the period
+        steps = [n for n, burst in enumerate(bursts) if i in burst]
+        assert {b - a for a, b in zip(steps, steps[1:], strict=False)} == {4}
+
+
+def test_a_late_loop_catches_up_every_phase_with_the_frames_it_missed() -> None:
+    clock = ManualClock()
+    frames = FrameClock(clock=clock)
+    parts = [Part() for _ in range(4)]
+    for part in parts:
+        frames.add(part)
+    clock.advance(0.02 * 3 + 0.010)  # three periods and half the fourth
+    frames.run_due()
+    assert sorted(p.ticks[0] for p in parts) == [3, 3, 4, 4]  # the phases that came round again: one more
+    clock.advance(0.010)  # the fourth period's other half: the other two phases
+    frames.run_due()
+    assert [p.frames for p in parts] == [4] * 4
+
+
+def test_a_part_joins_the_smallest_phase() -> None:
+    clock = ManualClock()
+    frames = FrameClock(clock=clock)
+    parts = [Part() for _ in range(4)]
+    for part in parts:
+        frames.add(part)
+    frames.remove(parts[2])
+    parts[2] = Part()
+    frames.add(parts[2])
+    for _ in range(8):  # two periods in 5 ms steps
+        clock.advance(0.005)
+        before = [p.frames for p in parts]
+        frames.run_due()
+        assert sum(p.frames - b for p, b in zip(parts, before, strict=True)) == 1  # alone in the phase it took
+    assert [p.frames for p in parts] == [2] * 4
+
+
 def test_a_late_loop_catches_up_then_gives_up_and_restarts() -> None:
     clock = ManualClock()
     frames = FrameClock(clock=clock)
