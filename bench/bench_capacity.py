@@ -42,7 +42,7 @@ from pathlib import Path
 
 import grpc
 from capacity_table import RESULTS, markdown
-from common import cpu_seconds, free_port, loop_cpu_seconds, rss_kib, steady_window
+from common import STAND_INS, cpu_seconds, free_port, loop_cpu_seconds, rss_kib, steady_window
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
@@ -166,9 +166,7 @@ async def idle_memory(count: int = 200) -> dict:
         await wait_ready(port)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.AgentSessionServiceStub(channel)
-            config = session_pb2.SessionConfig(providers=session_pb2.ProvidersConfig(
-                tts=session_pb2.ProviderSpec(name="tone"), stt=session_pb2.ProviderSpec(name="scripted"),
-                vad=session_pb2.ProviderSpec(name="energy"), llm=session_pb2.ProviderSpec(name="echo")))
+            config = session_pb2.SessionConfig(providers=STAND_INS)
             for _ in range(20):  # warm every code path first, then measure the increment
                 await stub.Start(pb.StartRequest(config=config))
             await asyncio.sleep(1.0)

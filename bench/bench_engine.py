@@ -21,19 +21,13 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from common import free_port
+from common import STAND_INS, free_port
 
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, session_pb2
 
 RESULTS = Path(__file__).parent / "results" / "engine.json"
-STAND_INS = session_pb2.ProvidersConfig(
-    tts=session_pb2.ProviderSpec(name="tone"),
-    stt=session_pb2.ProviderSpec(name="scripted"),
-    vad=session_pb2.ProviderSpec(name="energy"),
-    llm=session_pb2.ProviderSpec(name="echo"),
-)
 
 async def start_server() -> tuple[subprocess.Popen, str]:
     port = free_port()

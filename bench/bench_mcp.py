@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import free_port
+from common import STAND_IN_CHOICES, free_port
 
 from parley.chat import ToolCall
 from parley.mcp.connection import McpConnection
-from parley.sessions.config import McpServerConfig, ProviderChoice, ProvidersConfig, SessionConfig
+from parley.sessions.config import McpServerConfig, SessionConfig
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.registry import SessionRegistry
 
@@ -41,8 +41,6 @@ def get_weather(city: str) -> str:
 
 uvicorn.run(app.streamable_http_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
-STAND_INS = ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"), vad=ProviderChoice("energy"),
-                            llm=ProviderChoice("echo"))
 
 
 
@@ -81,8 +79,8 @@ async def main() -> None:
         url = f"http://127.0.0.1:{port}/mcp"
         server = McpServerConfig(name="bench", url=url)
         registry = SessionRegistry(RegistryLimits(allow_stand_in_providers=True))
-        without = await start_times(registry, SessionConfig(providers=STAND_INS))
-        with_mcp = await start_times(registry, SessionConfig(providers=STAND_INS, mcp_servers=(server,)))
+        without = await start_times(registry, SessionConfig(providers=STAND_IN_CHOICES))
+        with_mcp = await start_times(registry, SessionConfig(providers=STAND_IN_CHOICES, mcp_servers=(server,)))
         connection = McpConnection(server)
         await connection.open(10.0)
         calls = []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from common import STAND_INS
 
 from parley.server import ParleyServer
 from parley.sessions.session import Session
@@ -31,12 +32,6 @@ from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import audio_pb2, session_pb2
 
 RESULTS = Path(__file__).parent / "results" / "soak.json"
-STAND_INS = session_pb2.ProvidersConfig(
-    tts=session_pb2.ProviderSpec(name="tone"),
-    stt=session_pb2.ProviderSpec(name="scripted"),
-    vad=session_pb2.ProviderSpec(name="energy"),
-    llm=session_pb2.ProviderSpec(name="echo"),
-)
 WARM_UP, CYCLES, ATTACHES, CONCURRENCY = 1_000, 10_000, 1_000, 8
 RSS_BOUND_MIB = 25.0
 

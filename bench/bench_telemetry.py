@@ -25,7 +25,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-from common import cpu_seconds, free_port, stream_frames, talk
+from common import STAND_INS, cpu_seconds, free_port, stream_frames, talk
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
@@ -34,10 +34,6 @@ from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
 
 RESULTS = Path(__file__).parent / "results" / "telemetry.json"
-STAND_INS = session_pb2.ProvidersConfig(
-    tts=session_pb2.ProviderSpec(name="tone"), stt=session_pb2.ProviderSpec(name="scripted"),
-    vad=session_pb2.ProviderSpec(name="energy"), llm=session_pb2.ProviderSpec(name="echo"),
-)
 SESSIONS = (25, 50)
 STEP_SECONDS = 10.0
 

@@ -56,7 +56,7 @@ from typing import NamedTuple
 import grpc
 import numpy as np
 import uvloop
-from common import MEASURING
+from common import MEASURING, STAND_INS
 
 from parley.fleet.routing import session_metadata
 from parley.v1 import agent_session_service_pb2 as pb
@@ -65,12 +65,6 @@ from parley.v1 import audio_pb2, session_pb2
 
 CHUNK = 320  # 20 ms at 16 kHz
 WARM_UP_FRAMES = 50
-STAND_INS = session_pb2.ProvidersConfig(
-    tts=session_pb2.ProviderSpec(name="tone"),
-    stt=session_pb2.ProviderSpec(name="scripted"),
-    vad=session_pb2.ProviderSpec(name="energy"),
-    llm=session_pb2.ProviderSpec(name="echo"),
-)
 SAY = ("Thank you for calling. Your order has shipped and should arrive on Thursday; "
        "is there anything else I can help you with today?")
 VOICE_EVERY_S = 6.0  # one stretch of caller speech every six seconds

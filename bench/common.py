@@ -9,10 +9,18 @@ import socket
 import time
 from pathlib import Path
 
+from parley.sessions.config import ProviderChoice, ProvidersConfig
 from parley.v1 import agent_session_service_pb2 as pb
+from parley.v1 import session_pb2
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MEASURING = "measuring"  # the load client's first line: its callers are set up and its window starts
+STAND_IN_NAMES = {"tts": "tone", "stt": "scripted", "vad": "energy", "llm": "echo"}
+"""The cheap deterministic providers, one per stage: the figures are the engine's, not the models'."""
+STAND_INS = session_pb2.ProvidersConfig(**{stage: session_pb2.ProviderSpec(name=name)
+                                           for stage, name in STAND_IN_NAMES.items()})
+STAND_IN_CHOICES = ProvidersConfig(**{stage: ProviderChoice(name) for stage, name in STAND_IN_NAMES.items()})
+"""The same, for sessions made in process."""
 
 
 async def steady_window(load: asyncio.subprocess.Process) -> None:

@@ -21,10 +21,11 @@ import random
 import time
 
 from capacity_load import SAY, caller_cycle
+from common import STAND_IN_CHOICES
 
 from parley.providers.workers import Workers
 from parley.server import prepare_heap_for_serving
-from parley.sessions.config import AudioFormat, ProviderChoice, ProvidersConfig, SessionConfig
+from parley.sessions.config import AudioFormat, SessionConfig
 from parley.sessions.events import UtteranceUpdated
 from parley.sessions.limits import RegistryLimits
 from parley.sessions.registry import SessionRegistry
@@ -32,8 +33,6 @@ from parley.sessions.session import Session
 from parley.sessions.states import UtteranceSource, UtteranceState
 from parley.sessions.stream import AttachedStream, OutFrame, StreamSpec
 
-STAND_INS = ProvidersConfig(tts=ProviderChoice("tone"), stt=ProviderChoice("scripted"),
-                            vad=ProviderChoice("energy"), llm=ProviderChoice("echo"))
 SAY_AGAIN_AFTER_S = 0.3  # as the capacity load does once an utterance ends
 WARM_UP_S = 2.0
 
@@ -81,7 +80,7 @@ async def run(sessions: int, seconds: float) -> None:
     prepare_heap_for_serving()  # as the server does before it serves
     calls = []
     for index in range(sessions):
-        session = await registry.start(SessionConfig(providers=STAND_INS))
+        session = await registry.start(SessionConfig(providers=STAND_IN_CHOICES))
         stream = session.attach_stream(StreamSpec(16000, 1, AudioFormat(24000)), take_over=False)
         if index % 3 == 0:
             await session.play_background(None, override_thinking=False)
