@@ -215,7 +215,10 @@ async def _converse(stub: pb_grpc.AgentSessionServiceStub, session: session_pb2.
             if remaining <= 0:
                 break
             try:  # re-checked at least twice a second: the file may have been sent meanwhile
-                await asyncio.wait_for(changed.wait(), min(remaining, 0.5))
+                # asyncio.timeout, not wait_for: on Python 3.11, a Ctrl-C (the task cancelled) in the loop step
+                # an event set `changed` was dropped by wait_for, and the talk went on to the end.
+                async with asyncio.timeout(min(remaining, 0.5)):
+                    await changed.wait()
             except TimeoutError:
                 pass
         if options.session:

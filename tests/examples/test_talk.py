@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from parley.providers import registry
 from parley.providers.workers import Workers
 from parley.server import ParleyServer
 from parley.settings import ServerSettings
+from parley.talk import TalkOptions, talk
 from parley.v1 import agent_session_service_pb2 as pb
 from parley.v1 import agent_session_service_pb2_grpc as pb_grpc
 from parley.v1 import session_pb2
@@ -210,3 +212,38 @@ def test_every_flag_of_talk_and_health_has_help() -> None:
         flags = [a for a in commands.choices[name]._actions if a.option_strings]
         assert len(flags) > 2
         assert [a.option_strings for a in flags if not a.help] == [], name
+
+
+class CtrlCOnEvent(io.StringIO):
+    """`talk`'s event display, pressing Ctrl-C (cancelling the talk task) as the first of the stream's events is shown.
+
+    The cancel lands on the next loop step, as the same event wakes the talk loop: the moment a Ctrl-C
+    was lost in, when the loop's wait returned the event and dropped the cancellation.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task: asyncio.Task[int] | None = None
+        self.pressed = False
+
+    def write(self, text: str) -> int:
+        if self.task is not None and not self.pressed and self.getvalue().startswith("session ") and text.strip():
+            self.pressed = True
+            asyncio.get_running_loop().call_soon(self.task.cancel)
+        return super().write(text)
+
+
+async def test_ctrl_c_as_an_event_arrives_still_ends_the_talk_and_closes_its_session(
+        address: str, tmp_path: Path) -> None:
+    shown = CtrlCOnEvent()
+    options = TalkOptions(address=address, wav=str(QUESTION), out=str(tmp_path / "reply.wav"), token=TOKEN)
+    shown.task = asyncio.create_task(talk(options, display_out=shown, display_err=io.StringIO()))
+    try:
+        await asyncio.wait_for(asyncio.shield(shown.task), 60)
+    except asyncio.CancelledError:
+        pass
+    assert shown.pressed and shown.task.cancelled(), shown.getvalue()
+    name = re.match(r"session (sessions/\S+) ", shown.getvalue()).group(1)
+    async with grpc.aio.insecure_channel(address) as channel:
+        session = await closed_session(pb_grpc.AgentSessionServiceStub(channel), name)
+    assert session.close_reason == "talk interrupted"
