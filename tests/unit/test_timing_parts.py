@@ -33,6 +33,23 @@ class Part:
         self.underruns += frames
 
 
+def on_a_frame_clock(parts: list[Part]) -> tuple[ManualClock, FrameClock]:
+    """A frame clock on a manual clock, with `parts` added in order."""
+    clock = ManualClock()
+    frames = FrameClock(clock=clock)
+    for part in parts:
+        frames.add(part)
+    return clock, frames
+
+
+def ticked_after(seconds: float, clock: ManualClock, frames: FrameClock, parts: list[Part]) -> list[int]:
+    """Advance the clock, run what is due; the indices of the parts that were ticked."""
+    clock.advance(seconds)
+    before = [p.frames for p in parts]
+    frames.run_due()
+    return [i for i, (p, b) in enumerate(zip(parts, before, strict=True)) if p.frames > b]
+
+
 def test_the_frame_clock_ticks_each_part_once_per_period_on_absolute_deadlines() -> None:
     clock = ManualClock()
     frames = FrameClock(clock=clock)
@@ -48,17 +65,9 @@ def test_the_frame_clock_ticks_each_part_once_per_period_on_absolute_deadlines()
 
 
 def test_the_frame_clock_spreads_its_parts_over_the_period_so_each_burst_is_a_quarter() -> None:
-    clock = ManualClock()
-    frames = FrameClock(clock=clock)
     parts = [Part() for _ in range(8)]
-    for part in parts:
-        frames.add(part)
-    bursts: list[list[int]] = []
-    for _ in range(40):  # 200 ms in 5 ms steps
-        clock.advance(0.005)
-        before = [p.frames for p in parts]
-        frames.run_due()
-        bursts.append([i for i, p in enumerate(parts) if p.frames > before[i]])
+    clock, frames = on_a_frame_clock(parts)
+    bursts = [ticked_after(0.005, clock, frames, parts) for _ in range(40)]  # 200 ms in 5 ms steps
     assert all(len(burst) == 2 for burst in bursts)  # every 5 ms a quarter of the parts, never all of them
     assert [p.frames for p in parts] == [10] * 8  # each still once per 20 ms period
     for i in range(8):  # and always at the same offset within the period
@@ -67,11 +76,8 @@ def test_the_frame_clock_spreads_its_parts_over_the_period_so_each_burst_is_a_qu
 
 
 def test_a_late_loop_catches_up_every_phase_with_the_frames_it_missed() -> None:
-    clock = ManualClock()
-    frames = FrameClock(clock=clock)
     parts = [Part() for _ in range(4)]
-    for part in parts:
-        frames.add(part)
+    clock, frames = on_a_frame_clock(parts)
     clock.advance(0.02 * 3 + 0.010)  # three periods and half the fourth
     frames.run_due()
     assert sorted(p.ticks[0] for p in parts) == [3, 3, 4, 4]  # the phases that came round again: one more
@@ -81,19 +87,13 @@ def test_a_late_loop_catches_up_every_phase_with_the_frames_it_missed() -> None:
 
 
 def test_a_part_joins_the_smallest_phase() -> None:
-    clock = ManualClock()
-    frames = FrameClock(clock=clock)
     parts = [Part() for _ in range(4)]
-    for part in parts:
-        frames.add(part)
+    clock, frames = on_a_frame_clock(parts)
     frames.remove(parts[2])
     parts[2] = Part()
     frames.add(parts[2])
     for _ in range(8):  # two periods in 5 ms steps
-        clock.advance(0.005)
-        before = [p.frames for p in parts]
-        frames.run_due()
-        assert sum(p.frames - b for p, b in zip(parts, before, strict=True)) == 1  # alone in the phase it took
+        assert len(ticked_after(0.005, clock, frames, parts)) == 1  # alone in the phase it took
     assert [p.frames for p in parts] == [2] * 4
 
 
