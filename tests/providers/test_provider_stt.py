@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 import pytest
 from provider_speech import Speech, frames
 
 from parley.providers import registry
-from parley.providers.base import Transcript
+from parley.providers.base import STTStream, Transcript
 from parley.providers.workers import Workers
 
 
@@ -88,10 +92,58 @@ async def test_pocketsphinx_streams_interim_results(
     assert final.words and all(w.start_ms < w.end_ms for w in final.words)
 
 
+async def test_pocketsphinx_decodes_in_a_process_of_its_own(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
+    # Its binding holds the GIL while it loads (0.4 s) and decodes (up to 250 ms per 200 ms of audio):
+    # in the server's process that stopped every call's audio for as long.
+    stt = registry.build("stt", "pocketsphinx", {}, workers=workers)
+    final, _ = await transcribe("pocketsphinx", await speak("what is the weather today"), workers)
+    assert len(set(final.text.lower().split()) & {"what", "is", "the", "weather", "today"}) >= 2, final.text
+    assert "pocketsphinx" not in sys.modules  # the decoder was never loaded here
+    assert await stt.model().model.process.start(workers) != os.getpid()
+
+
+async def decode(stream: STTStream, chunks: list[np.ndarray]) -> str:
+    for chunk in chunks:
+        await stream.push(chunk)
+    return (await stream.finish()).text
+
+
+async def test_pocketsphinx_keeps_each_callers_words_apart(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
+    stt = registry.build("stt", "pocketsphinx", {}, workers=workers)
+    weather = frames((await speak("what is the weather today")).pcm, 100)
+    call_back = frames((await speak("please call me back tomorrow")).pcm, 100)
+    alone = [await decode(stt.stream(), weather), await decode(stt.stream(), call_back)]
+    first, second = stt.stream(), stt.stream()
+    for index in range(max(len(weather), len(call_back))):  # both callers speak at once
+        for stream, chunks in ((first, weather), (second, call_back)):
+            if index < len(chunks):
+                await stream.push(chunks[index])
+    together = [(await first.finish()).text, (await second.finish()).text]
+    assert together == alone and alone[0] != alone[1]
+
+
+async def test_pocketsphinx_callers_wait_for_a_free_decoder(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
+    stt = registry.build("stt", "pocketsphinx", {"decoders": 1}, workers=workers)
+    first, second = stt.stream(), stt.stream()
+    chunks = frames((await speak("what is the weather today")).pcm, 100)
+    await first.push(chunks[0])
+    waiting = asyncio.create_task(second.push(chunks[0]))
+    heard_first = await decode(first, chunks[1:])
+    assert not waiting.done()  # the only decoder was the first caller's until that utterance ended
+    await waiting
+    assert heard_first and await decode(second, chunks[1:]) == heard_first
+    await first.aclose()
+    await second.aclose()
+
+
 @pytest.mark.parametrize("transcripts", [["hello there", "bye"]])
 async def test_scripted_stand_in_cycles_its_script(transcripts: list[str], workers: Workers) -> None:
-    import numpy as np
-
     stream = registry.build("stt", "scripted", {"transcripts": transcripts}, workers=workers).stream()
     results = []
     for _ in range(3):
