@@ -42,7 +42,6 @@ SAMPLE_RATE = 16000
 JOB_TIMEOUT_S = 30.0  # the first job starts the process and loads a decoder; decoding 100 ms takes well under 1 s
 _FRAME_MS = 10  # PocketSphinx's frame rate is 100 frames/s
 _FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "[BREATH]", "[COUGH]", "[UH]", "[UM]", "[SMACK]"}
-_utterances = itertools.count()  # keys of the utterances open in the decoders' process
 
 
 class PocketSphinxSTT(STT):
@@ -67,16 +66,26 @@ class DecoderHost:
     def __init__(self, decoders: int) -> None:
         self.process = ModelProcess(_Decoders, job_timeout=JOB_TIMEOUT_S)
         self._decoders = decoders
+        self._keys = itertools.count()
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary())
 
-    def slots(self) -> asyncio.Semaphore:
-        """The decoders free for utterances, counted on the running loop (waiting never parks a thread)."""
+    def _free_decoders(self) -> asyncio.Semaphore:
+        """Counted on the running loop: waiting for a decoder never parks a thread."""
         loop = asyncio.get_running_loop()
         slots = self._slots.get(loop)
         if slots is None:
             slots = self._slots[loop] = asyncio.Semaphore(self._decoders)
         return slots
+
+    async def open_utterance(self) -> int:
+        """Wait for a free decoder; the key the utterance's jobs name it by."""
+        await self._free_decoders().acquire()
+        return next(self._keys)
+
+    def close_utterance(self) -> None:
+        """Its decoder is free again (the utterance ended in the process, or the process is gone)."""
+        self._free_decoders().release()
 
     def close(self) -> None:
         self.process.close()
@@ -91,8 +100,7 @@ class PocketSphinxStream(STTStream):
 
     async def push(self, pcm: np.ndarray, *, interim: bool = True) -> Transcript | None:
         if self._utterance is None:
-            await self._stt.model().model.slots().acquire()
-            self._utterance = next(_utterances)
+            self._utterance = await self._stt.model().model.open_utterance()
         text = await self._run(_decode, self._utterance, self._cepstral_mean,
                                np.asarray(pcm, dtype=np.int16).tobytes())
         if not interim or not self._stt.options["interim"] or not text or text == self._last_interim:
@@ -122,7 +130,7 @@ class PocketSphinxStream(STTStream):
 
     def _give_back(self) -> None:
         self._utterance = None
-        self._stt.model().model.slots().release()
+        self._stt.model().model.close_utterance()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         shared = self._stt.model()
