@@ -25,6 +25,11 @@ async def spoken(text: str, rate: int = 16000, voice: str = "") -> np.ndarray:
         workers.close()
 
 
+def heard_the_question(text: str) -> bool:
+    """Most of QUESTION's words: Whisper tiny now and then mishears one word of espeak's voice ("winner")."""
+    return len(set(text.lower().strip("?.!").split()) & set(QUESTION.split())) >= 3
+
+
 async def test_spoken_question_gets_a_spoken_answer(stub) -> None:
     question = await spoken(QUESTION)
     config = session_pb2.SessionConfig(instructions="You are a helpful voice assistant. Answer in one sentence.")
@@ -45,7 +50,7 @@ async def test_spoken_question_gets_a_spoken_answer(stub) -> None:
         assert len(client.frames) < 50 * 60, "no reply within a minute"
 
     finals = [t.text for t in client.of("transcript") if t.is_final]
-    assert finals and "weather" in finals[0].lower()
+    assert finals and heard_the_question(finals[0]), finals
     user_states = [s.new_state for s in client.of("user_state_changed")]
     assert user_states[:3] == [session_pb2.USER_STATE_LISTENING, session_pb2.USER_STATE_SPEAKING,
                                session_pb2.USER_STATE_LISTENING]
@@ -69,7 +74,7 @@ async def test_spoken_question_gets_a_spoken_answer(stub) -> None:
     history = (await stub.Get(pb.GetRequest(session=session.name))).session.chat_history
     assert [m.role for m in history] == [session_pb2.CHAT_ROLE_SYSTEM, session_pb2.CHAT_ROLE_USER,
                                          session_pb2.CHAT_ROLE_ASSISTANT]
-    assert "weather" in history[1].content.lower()
+    assert heard_the_question(history[1].content), history[1].content
     await client.aclose()
 
 
