@@ -16,6 +16,25 @@ from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar, cast
 
 M = TypeVar("M")
+P = TypeVar("P")
+
+
+class PerLoop(Generic[P]):
+    """One asyncio primitive (a lock, a semaphore) per event loop: each belongs to the loop it was made on."""
+
+    def __init__(self, make: Callable[[], P]) -> None:
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, P] = weakref.WeakKeyDictionary()
+        self._guard = threading.Lock()
+
+    def get(self) -> P:
+        """The running loop's."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            made = self._made.get(loop)
+            if made is None:
+                made = self._made[loop] = self._make()
+            return made
 
 
 class SharedModel(Generic[M]):
@@ -23,17 +42,11 @@ class SharedModel(Generic[M]):
 
     def __init__(self, model: M) -> None:
         self.model = model
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
-        self._guard = threading.Lock()
+        self._locks = PerLoop(asyncio.Lock)
 
     def lock(self) -> asyncio.Lock:
         """The exclusive-use lock for the running loop."""
-        loop = asyncio.get_running_loop()
-        with self._guard:
-            lock = self._locks.get(loop)
-            if lock is None:
-                lock = self._locks[loop] = asyncio.Lock()
-            return lock
+        return self._locks.get()
 
 
 class ModelCache:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import weakref
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from parley.providers.base import STT, ProviderError, STTStream, Transcript, Word
 from parley.providers.model_process import ModelProcess
 from parley.providers.options import Opt
-from parley.providers.shared import MODELS, SharedModel
+from parley.providers.shared import MODELS, PerLoop, SharedModel
 from parley.providers.workers import Workers
 
 OPTIONS = {
@@ -65,27 +64,17 @@ class DecoderHost:
 
     def __init__(self, decoders: int) -> None:
         self.process = ModelProcess(_Decoders, job_timeout=JOB_TIMEOUT_S)
-        self._decoders = decoders
         self._keys = itertools.count()
-        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary())
-
-    def _free_decoders(self) -> asyncio.Semaphore:
-        """Counted on the running loop: waiting for a decoder never parks a thread."""
-        loop = asyncio.get_running_loop()
-        slots = self._slots.get(loop)
-        if slots is None:
-            slots = self._slots[loop] = asyncio.Semaphore(self._decoders)
-        return slots
+        self._free_decoders = PerLoop(lambda: asyncio.Semaphore(decoders))  # waiting never parks a thread
 
     async def open_utterance(self) -> int:
         """Wait for a free decoder; the key the utterance's jobs name it by."""
-        await self._free_decoders().acquire()
+        await self._free_decoders.get().acquire()
         return next(self._keys)
 
     def close_utterance(self) -> None:
         """Its decoder is free again (the utterance ended in the process, or the process is gone)."""
-        self._free_decoders().release()
+        self._free_decoders.get().release()
 
     def close(self) -> None:
         self.process.close()
