@@ -92,6 +92,26 @@ async def test_pocketsphinx_streams_interim_results(
     assert final.words and all(w.start_ms < w.end_ms for w in final.words)
 
 
+async def test_whisper_with_two_processes_transcribes_two_callers_at_once(
+    speak: Callable[[str], Awaitable[Speech]], workers: Workers
+) -> None:
+    stt = registry.build("stt", "whisper", {"processes": 2}, workers=workers)
+    await stt.warm_up()
+    pool = stt.model().model
+    weather = frames((await speak("what is the weather today")).pcm, 100)
+    call_back = frames((await speak("please call me back tomorrow")).pcm, 100)
+    alone = [await decode(stt.stream(), weather), await decode(stt.stream(), call_back)]
+    first, second = stt.stream(), stt.stream()
+    for stream, chunks in ((first, weather), (second, call_back)):
+        for chunk in chunks:
+            await stream.push(chunk)
+    finishing = [asyncio.create_task(first.finish()), asyncio.create_task(second.finish())]
+    await asyncio.sleep(0)
+    assert not pool.has_free()  # both transcriptions run, one in each process
+    together = [(await task).text for task in finishing]
+    assert together == alone and "weather" in alone[0].lower() and "back" in alone[1].lower()
+
+
 async def test_pocketsphinx_decodes_in_a_process_of_its_own(
     speak: Callable[[str], Awaitable[Speech]], workers: Workers
 ) -> None:

@@ -5,10 +5,11 @@ OpenAI's Whisper), so nothing is downloaded. Whisper reads whole utterances:
 push() buffers audio, and every `interim_every_s` of new audio transcribes
 what it has so far as an interim result (skipped while the model is busy with
 another transcription, so interims never make anyone wait); finish()
-transcribes the utterance, with word timings. The model runs in a process
-of its own (`model_process.py`), at the provider threads' lower priority:
-its decoding never holds the GIL the calls' audio needs. One transcription
-runs at a time per model; sessions queue for it on the event loop.
+transcribes the utterance, with word timings. The model runs in processes
+of its own (`model_pool.py`), at the provider threads' lower priority: its
+decoding never holds the GIL the calls' audio needs. Each process runs one
+transcription at a time (`processes` of them at once); sessions queue for a
+free one on the event loop.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from parley.providers.base import STT, ProviderError, STTStream, Transcript, Word
-from parley.providers.model_process import ModelProcess
+from parley.providers.model_pool import ModelPool
 from parley.providers.options import Opt
 from parley.providers.shared import MODELS, SharedModel
 from parley.providers.workers import Workers
@@ -28,6 +29,8 @@ OPTIONS = {
     "beam_size": Opt(int, 1, min=1, max=10, help="1 = greedy decoding (fastest)"),
     "word_timestamps": Opt(bool, True),
     "cpu_threads": Opt(int, 2, min=1, max=16, help="threads of one transcription"),
+    "processes": Opt(int, 1, min=1, max=8,
+                     help="model processes, so many transcriptions at once (each holds the model: ~460 MiB)"),
     "max_utterance_s": Opt(float, 30.0, min=1.0, max=30.0, help="older audio of a longer utterance is dropped"),
     "initial_prompt": Opt(str, "", help="words to bias recognition towards"),
     "interim_every_s": Opt(float, 1.0, min=0.0, max=10.0,
@@ -58,13 +61,13 @@ class WhisperSTT(STT):
         self.options = options
         self._workers = workers
 
-    def model(self) -> SharedModel[ModelProcess]:
-        threads = self.options["cpu_threads"]
-        return MODELS.get(("whisper", model_path(), threads),
-                          lambda: ModelProcess(functools.partial(_load, threads), job_timeout=JOB_TIMEOUT_S))
+    def model(self) -> SharedModel[ModelPool]:
+        threads, processes = self.options["cpu_threads"], self.options["processes"]
+        return MODELS.get(("whisper", model_path(), threads, processes),
+                          lambda: ModelPool(functools.partial(_load, threads), processes, job_timeout=JOB_TIMEOUT_S))
 
     async def warm_up(self) -> None:
-        """Start the model's process and load the model there."""
+        """Start the model's processes and load the model in each."""
         try:
             await self.model().model.start(self._workers)
         except Exception as exc:
@@ -92,11 +95,11 @@ class WhisperStream(STTStream):
         if not interim or not self._interim_every or self._since_interim < self._interim_every:
             return None
         self._since_interim = 0
-        shared = self._stt.model()
-        if shared.lock().locked():
+        pool = self._stt.model().model
+        if not pool.has_free():
             return None  # the model is busy: no interim this time, rather than a wait
         try:
-            heard = await self._run(shared, np.concatenate(self._chunks))
+            heard = await self._run(pool, np.concatenate(self._chunks))
         except ProviderError:
             return None  # interims are best effort; finish() reports a failing engine
         return Transcript(heard.text, False, heard.words)
@@ -107,12 +110,12 @@ class WhisperStream(STTStream):
         audio = audio[-self._limit :]
         if len(audio) < _MIN_AUDIO_S * self._stt.sample_rate:
             return Transcript("", True, [])
-        return await self._run(self._stt.model(), audio)
+        return await self._run(self._stt.model().model, audio)
 
-    async def _run(self, shared: SharedModel[ModelProcess], audio: np.ndarray) -> Transcript:
-        async with shared.lock():
+    async def _run(self, pool: ModelPool, audio: np.ndarray) -> Transcript:
+        async with pool.process() as process:
             try:
-                return await shared.model.run(self._stt._workers, _transcribe, audio, self._stt.options)
+                return await process.run(self._stt._workers, _transcribe, audio, self._stt.options)
             except Exception as exc:
                 raise ProviderError("failed", "stt", self._stt.name, f"{type(exc).__name__}: {exc}") from exc
 
